@@ -1,0 +1,47 @@
+"""Shared pytest set-up: GPU tests skip without CUDA; one small synthetic shard set per session."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+# Ray on a loopback-only test machine (see shared/design/STACK_NOTES.md §5).
+os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+
+
+def _cuda_available() -> bool:
+    try:
+        import torch
+
+        return torch.cuda.is_available()
+    except Exception:  # pragma: no cover - torch is always installed
+        return False
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Skip every test marked `gpu` when no CUDA device is present."""
+    if _cuda_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA device")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def synthetic_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small synthetic shard set (fg, bg and test shards) written by the real `data_prep synthetic` CLI."""
+    out = tmp_path_factory.mktemp("synthetic")
+    subprocess.run(
+        [sys.executable, "-m", "data_prep", "synthetic", "--out", str(out), "--count", "12", "--size", "320",
+         "--seed", "0"],
+        cwd=REPO_ROOT, check=True,
+    )
+    return out
