@@ -1,0 +1,332 @@
+"""Fused (Triton) A2U reassembly operators, registered with `torch.library` so autograd, torch.compile and autocast
+work through them. Same contract and numbers as the reference `model.ops.a2u_upsample` / `a2u_downsample`
+(A2U_SPEC.md §2); the plain PyTorch path stays the reference and the CPU path.
+
+Backend choice (`select_backend`): environment variable `A2U_OPS_BACKEND` = `auto` (default: fused on CUDA when
+triton imports, reference otherwise) | `fused` (always; on CPU only in Triton interpreter mode, `TRITON_INTERPRET=1`
+set before the first fused call — for tests) | `reference`.
+
+Dtypes: features and kernels are read in their own dtypes and accumulated in fp32; the output (and the feature
+gradient) has the features' dtype, the kernel gradient the kernels' dtype.
+Autocast decision: under an enabled autocast region the *features* are cast to the autocast dtype (they dominate the
+memory traffic and feed convolutions that autocast runs in that dtype anyway) while the *kernels* keep their dtype
+(the generator's softmax runs in fp32 under autocast; keeping the weights in fp32 costs little traffic and keeps each
+kernel summing to 1 to fp32 precision). The cast happens in the public wrappers below, before the custom op, so the
+op itself needs no autocast registration and the same rule holds eagerly and under torch.compile.
+
+Backward is gather-only and deterministic (see `model/triton_kernels/reassembly.py`); double backward is not
+supported.
+"""
+from __future__ import annotations
+
+import functools
+import logging
+import os
+from types import ModuleType
+
+import torch
+from torch import Tensor
+
+log = logging.getLogger(__name__)
+
+BACKEND_ENV = "A2U_OPS_BACKEND"
+_BACKENDS = ("auto", "fused", "reference")
+_NUM_WARPS = 4
+
+
+# ----------------------------------------------------------------------------------------------- backend selection
+@functools.cache
+def triton_available() -> bool:
+    """True when `triton` imports (it is optional: CPU-only installs may lack it)."""
+    try:
+        import triton  # noqa: F401
+    except Exception as exc:  # ImportError, or a broken install raising at import
+        log.info("triton unavailable (%s): A2U ops use the reference PyTorch path", exc)
+        return False
+    return True
+
+
+def _interpret_mode() -> bool:
+    return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
+
+
+def select_backend(features: Tensor) -> str:
+    """Return "fused" or "reference" for this input, honouring `A2U_OPS_BACKEND`."""
+    choice = os.environ.get(BACKEND_ENV, "auto").strip().lower() or "auto"
+    if choice not in _BACKENDS:
+        raise ValueError(f"{BACKEND_ENV}={choice!r}: expected one of {_BACKENDS}")
+    if choice == "reference":
+        return "reference"
+    if choice == "fused":
+        if not triton_available():
+            raise RuntimeError(f"{BACKEND_ENV}=fused but triton cannot be imported")
+        if features.device.type != "cuda" and not _interpret_mode():
+            raise RuntimeError(f"{BACKEND_ENV}=fused on a {features.device.type} tensor needs TRITON_INTERPRET=1 "
+                               "(Triton's CPU interpreter, for tests); use auto or reference for CPU work")
+        return "fused"
+    return "fused" if features.device.type == "cuda" and triton_available() else "reference"
+
+
+@functools.cache
+def _kernels() -> ModuleType:
+    """Import the Triton kernels once (import time fixes compiled vs interpreted mode)."""
+    from model.triton_kernels import reassembly
+
+    return reassembly
+
+
+def _check_launchable(t: Tensor) -> None:
+    kernel_mod = _kernels()
+    interpreted = type(kernel_mod.up_fwd_kernel).__name__ == "InterpretedFunction"
+    if t.device.type == "cuda" and interpreted:
+        raise RuntimeError("Triton kernels were imported in interpreter mode (TRITON_INTERPRET=1); cannot run on CUDA")
+    if t.device.type != "cuda" and not interpreted:
+        raise RuntimeError(f"fused A2U kernels on a {t.device.type} tensor need TRITON_INTERPRET=1 set before "
+                           "model.triton_kernels is first imported")
+
+
+# ----------------------------------------------------------------------------------------------- shape checks
+def _check_common(name: str, features: Tensor, kernels: Tensor, kernel_size: int, groups: int, scale: int) -> None:
+    if features.dim() != 4 or kernels.dim() != 4:
+        raise ValueError(f"{name}: features and kernels must be 4-D (N×C×H×W), got {tuple(features.shape)} and "
+                         f"{tuple(kernels.shape)}")
+    if not features.is_floating_point() or not kernels.is_floating_point():
+        raise TypeError(f"{name}: features and kernels must be floating point, got {features.dtype}/{kernels.dtype}")
+    if features.device != kernels.device:
+        raise ValueError(f"{name}: features on {features.device}, kernels on {kernels.device}")
+    if kernel_size < 1 or groups < 1 or scale < 1:
+        raise ValueError(f"{name}: kernel_size, groups and scale must be ≥ 1, got {kernel_size}, {groups}, {scale}")
+    n, c = features.shape[:2]
+    if c % groups:
+        raise ValueError(f"{name}: channels {c} not divisible by groups {groups}")
+    if kernels.shape[0] != n or kernels.shape[1] != groups * kernel_size ** 2:
+        raise ValueError(f"{name}: kernels must be N×(groups·k²)×… = {n}×{groups * kernel_size ** 2}×…, got "
+                         f"{tuple(kernels.shape)}")
+
+
+def _check_up(features: Tensor, kernels: Tensor, kernel_size: int, groups: int, scale: int) -> None:
+    _check_common("a2u_upsample", features, kernels, kernel_size, groups, scale)
+    h, w = features.shape[2:]
+    if tuple(kernels.shape[2:]) != (scale * h, scale * w):
+        raise ValueError(f"a2u_upsample: kernels spatial size must be scale·(h, w) = {(scale * h, scale * w)}, got "
+                         f"{tuple(kernels.shape[2:])}")
+
+
+def _check_down(features: Tensor, kernels: Tensor, kernel_size: int, groups: int, scale: int) -> None:
+    _check_common("a2u_downsample", features, kernels, kernel_size, groups, scale)
+    hh, ww = features.shape[2:]
+    if hh % scale or ww % scale:
+        raise ValueError(f"a2u_downsample: feature size {(hh, ww)} not divisible by scale {scale}")
+    if tuple(kernels.shape[2:]) != (hh // scale, ww // scale):
+        raise ValueError(f"a2u_downsample: kernels spatial size must be (H, W)/scale = {(hh // scale, ww // scale)}, "
+                         f"got {tuple(kernels.shape[2:])}")
+
+
+# ----------------------------------------------------------------------------------------------- launch geometry
+def _next_pow2(v: int) -> int:
+    return 1 << max(0, (v - 1).bit_length())
+
+
+def _tile(cg: int) -> tuple[int, int, int]:
+    """(BLOCK_C, BLOCK_P, channel blocks) for the channel×pixel tiles of the forward / feature-gradient kernels."""
+    block_c = min(_next_pow2(cg), 64)
+    block_p = max(32, min(256, 4096 // block_c))
+    return block_c, block_p, -(-cg // block_c)
+
+
+def _tile_m(kernel_size: int) -> tuple[int, int]:
+    """(K2P, BLOCK_P) for the tap×pixel tiles of the kernel-gradient kernels."""
+    k2p = _next_pow2(kernel_size * kernel_size)
+    return k2p, max(16, min(128, 4096 // k2p))
+
+
+def _up_taps(kernel_size: int) -> tuple[int, int]:
+    """(taps per axis, radius): the window is 2R+1 wide with R = ⌊(k−1)/2⌋ (even k reads (k−1)² taps, §2.1)."""
+    radius = (kernel_size - 1) // 2
+    return 2 * radius + 1, radius
+
+
+def _down_pad(kernel_size: int) -> int:
+    return (kernel_size - 2) // 2 if kernel_size % 2 == 0 else (kernel_size - 1) // 2
+
+
+# ----------------------------------------------------------------------------------------------- launchers
+def _up_forward(features: Tensor, kernels: Tensor, k: int, groups: int, scale: int) -> Tensor:
+    _check_launchable(features)
+    x, m = features.contiguous(), kernels.contiguous()
+    n, c, h, w = x.shape
+    out = torch.empty((n, c, h * scale, w * scale), dtype=x.dtype, device=x.device)
+    if out.numel() == 0:
+        return out
+    cg = c // groups
+    block_c, block_p, n_cblk = _tile(cg)
+    nt, radius = _up_taps(k)
+    grid = (-(-(h * scale * w * scale) // block_p), n * groups * n_cblk)
+    _kernels().up_fwd_kernel[grid](x, m, out, c, cg, groups, h, w, n_cblk, K=k, NT=nt, R=radius, S=scale,
+                                   BLOCK_C=block_c, BLOCK_P=block_p, num_warps=_NUM_WARPS)
+    return out
+
+
+def _up_backward(grad_out: Tensor, features: Tensor, kernels: Tensor, k: int, groups: int, scale: int,
+                 need_x: bool, need_m: bool) -> tuple[Tensor, Tensor]:
+    _check_launchable(features)
+    go, x, m = grad_out.contiguous(), features.contiguous(), kernels.contiguous()
+    n, c, h, w = x.shape
+    cg = c // groups
+    nt, radius = _up_taps(k)
+    gx = torch.empty_like(x) if need_x else x.new_empty(0)
+    gm = torch.empty_like(m) if need_m else m.new_empty(0)
+    if go.numel() == 0:
+        return gx.zero_(), gm.zero_()
+    mod = _kernels()
+    if need_x:
+        block_c, block_p, n_cblk = _tile(cg)
+        grid = (-(-(h * w) // block_p), n * groups * n_cblk)
+        mod.up_grad_x_kernel[grid](go, m, gx, c, cg, groups, h, w, n_cblk, K=k, NT=nt, R=radius, S=scale,
+                                   BLOCK_C=block_c, BLOCK_P=block_p, num_warps=_NUM_WARPS)
+    if need_m:
+        k2p, block_p = _tile_m(k)
+        grid = (-(-(h * scale * w * scale) // block_p), n * groups)
+        mod.up_grad_m_kernel[grid](x, go, gm, c, cg, groups, h, w, K=k, NT=nt, R=radius, S=scale,
+                                   K2P=k2p, BLOCK_P=block_p, num_warps=_NUM_WARPS)
+    return gx, gm
+
+
+def _down_forward(features: Tensor, kernels: Tensor, k: int, groups: int, scale: int) -> Tensor:
+    _check_launchable(features)
+    x, m = features.contiguous(), kernels.contiguous()
+    n, c, hh, ww = x.shape
+    out = torch.empty((n, c, hh // scale, ww // scale), dtype=x.dtype, device=x.device)
+    if out.numel() == 0:
+        return out
+    cg = c // groups
+    block_c, block_p, n_cblk = _tile(cg)
+    grid = (-(-((hh // scale) * (ww // scale)) // block_p), n * groups * n_cblk)
+    _kernels().down_fwd_kernel[grid](x, m, out, c, cg, groups, hh, ww, n_cblk, K=k, PAD=_down_pad(k), S=scale,
+                                     BLOCK_C=block_c, BLOCK_P=block_p, num_warps=_NUM_WARPS)
+    return out
+
+
+def _down_backward(grad_out: Tensor, features: Tensor, kernels: Tensor, k: int, groups: int, scale: int,
+                   need_x: bool, need_m: bool) -> tuple[Tensor, Tensor]:
+    _check_launchable(features)
+    go, x, m = grad_out.contiguous(), features.contiguous(), kernels.contiguous()
+    n, c, hh, ww = x.shape
+    cg = c // groups
+    pad = _down_pad(k)
+    gx = torch.empty_like(x) if need_x else x.new_empty(0)
+    gm = torch.empty_like(m) if need_m else m.new_empty(0)
+    if go.numel() == 0:
+        return gx.zero_(), gm.zero_()
+    mod = _kernels()
+    if need_x:
+        block_c, block_p, n_cblk = _tile(cg)
+        grid = (-(-(hh * ww) // block_p), n * groups * n_cblk)
+        mod.down_grad_x_kernel[grid](go, m, gx, c, cg, groups, hh, ww, n_cblk, K=k, PAD=pad, S=scale,
+                                     KS=-(-k // scale), BLOCK_C=block_c, BLOCK_P=block_p, num_warps=_NUM_WARPS)
+    if need_m:
+        k2p, block_p = _tile_m(k)
+        grid = (-(-((hh // scale) * (ww // scale)) // block_p), n * groups)
+        mod.down_grad_m_kernel[grid](x, go, gm, c, cg, groups, hh, ww, K=k, PAD=pad, S=scale,
+                                     K2P=k2p, BLOCK_P=block_p, num_warps=_NUM_WARPS)
+    return gx, gm
+
+
+# ----------------------------------------------------------------------------------------------- torch.library ops
+@torch.library.custom_op("a2u::upsample", mutates_args=())
+def upsample_op(features: Tensor, kernels: Tensor, kernel_size: int, groups: int, scale: int) -> Tensor:
+    """Fused A2U upsampling (A2U_SPEC.md §2.1)."""
+    return _up_forward(features, kernels, kernel_size, groups, scale)
+
+
+@upsample_op.register_fake
+def _upsample_fake(features: Tensor, kernels: Tensor, kernel_size: int, groups: int, scale: int) -> Tensor:
+    n, c, h, w = features.shape
+    return features.new_empty((n, c, h * scale, w * scale))
+
+
+@torch.library.custom_op("a2u::upsample_backward", mutates_args=())
+def upsample_backward_op(grad_out: Tensor, features: Tensor, kernels: Tensor, kernel_size: int, groups: int,
+                         scale: int, need_features: bool, need_kernels: bool) -> tuple[Tensor, Tensor]:
+    """Gradients of `a2u::upsample` (empty tensors for the ones not needed)."""
+    return _up_backward(grad_out, features, kernels, kernel_size, groups, scale, need_features, need_kernels)
+
+
+@upsample_backward_op.register_fake
+def _upsample_backward_fake(grad_out: Tensor, features: Tensor, kernels: Tensor, kernel_size: int, groups: int,
+                            scale: int, need_features: bool, need_kernels: bool) -> tuple[Tensor, Tensor]:
+    gx = torch.empty_like(features, memory_format=torch.contiguous_format) if need_features else features.new_empty(0)
+    gm = torch.empty_like(kernels, memory_format=torch.contiguous_format) if need_kernels else kernels.new_empty(0)
+    return gx, gm
+
+
+@torch.library.custom_op("a2u::downsample", mutates_args=())
+def downsample_op(features: Tensor, kernels: Tensor, kernel_size: int, groups: int, scale: int) -> Tensor:
+    """Fused A2U downsampling (A2U_SPEC.md §2.2)."""
+    return _down_forward(features, kernels, kernel_size, groups, scale)
+
+
+@downsample_op.register_fake
+def _downsample_fake(features: Tensor, kernels: Tensor, kernel_size: int, groups: int, scale: int) -> Tensor:
+    n, c, hh, ww = features.shape
+    return features.new_empty((n, c, hh // scale, ww // scale))
+
+
+@torch.library.custom_op("a2u::downsample_backward", mutates_args=())
+def downsample_backward_op(grad_out: Tensor, features: Tensor, kernels: Tensor, kernel_size: int, groups: int,
+                           scale: int, need_features: bool, need_kernels: bool) -> tuple[Tensor, Tensor]:
+    """Gradients of `a2u::downsample` (empty tensors for the ones not needed)."""
+    return _down_backward(grad_out, features, kernels, kernel_size, groups, scale, need_features, need_kernels)
+
+
+@downsample_backward_op.register_fake
+def _downsample_backward_fake(grad_out: Tensor, features: Tensor, kernels: Tensor, kernel_size: int, groups: int,
+                              scale: int, need_features: bool, need_kernels: bool) -> tuple[Tensor, Tensor]:
+    gx = torch.empty_like(features, memory_format=torch.contiguous_format) if need_features else features.new_empty(0)
+    gm = torch.empty_like(kernels, memory_format=torch.contiguous_format) if need_kernels else kernels.new_empty(0)
+    return gx, gm
+
+
+def _setup_context(ctx, inputs, output) -> None:
+    features, kernels, kernel_size, groups, scale = inputs
+    ctx.save_for_backward(features, kernels)
+    ctx.params = (kernel_size, groups, scale)
+
+
+def _upsample_grad(ctx, grad_out: Tensor):
+    features, kernels = ctx.saved_tensors
+    need_x, need_m = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
+    gx, gm = upsample_backward_op(grad_out, features, kernels, *ctx.params, need_x, need_m)
+    return (gx if need_x else None), (gm if need_m else None), None, None, None
+
+
+def _downsample_grad(ctx, grad_out: Tensor):
+    features, kernels = ctx.saved_tensors
+    need_x, need_m = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
+    gx, gm = downsample_backward_op(grad_out, features, kernels, *ctx.params, need_x, need_m)
+    return (gx if need_x else None), (gm if need_m else None), None, None, None
+
+
+upsample_op.register_autograd(_upsample_grad, setup_context=_setup_context)
+downsample_op.register_autograd(_downsample_grad, setup_context=_setup_context)
+
+
+# ----------------------------------------------------------------------------------------------- public wrappers
+def _autocast_features(features: Tensor) -> Tensor:
+    """Apply the autocast decision documented above: features to the autocast dtype, kernels untouched."""
+    device_type = features.device.type
+    if features.is_floating_point() and torch.is_autocast_enabled(device_type):
+        return features.to(torch.get_autocast_dtype(device_type))
+    return features
+
+
+def fused_upsample(features: Tensor, kernels: Tensor, kernel_size: int, groups: int = 1, scale: int = 2) -> Tensor:
+    """A2U upsampling with the Triton kernels; same contract as `model.ops.a2u_upsample`."""
+    _check_up(features, kernels, kernel_size, groups, scale)
+    return upsample_op(_autocast_features(features), kernels, int(kernel_size), int(groups), int(scale))
+
+
+def fused_downsample(features: Tensor, kernels: Tensor, kernel_size: int, groups: int = 1, scale: int = 2) -> Tensor:
+    """A2U downsampling with the Triton kernels; same contract as `model.ops.a2u_downsample`."""
+    _check_down(features, kernels, kernel_size, groups, scale)
+    return downsample_op(_autocast_features(features), kernels, int(kernel_size), int(groups), int(scale))

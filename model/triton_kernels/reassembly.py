@@ -1,0 +1,268 @@
+"""Triton kernels for the A2U reassembly operators (A2U_SPEC.md §2), forward and backward.
+
+Why gather-only: the official CUDA backward scatters with atomicAdd (non-deterministic, contended on the kernel
+gradient). Here every output element of every kernel — including both gradients — is written by exactly one program
+that sums its inputs in a fixed order, so results are bitwise reproducible run to run.
+
+Layout contract (checked by the callers in `model/fused_ops.py`): all tensors contiguous NCHW; kernel maps
+group-major (channel g·k² + i·k + j); channel c belongs to group c // (C/G). Loads are in the tensors' own dtypes,
+arithmetic in fp32, stores cast to the destination's dtype. Offsets of whole planes are int64 (no 2³¹ overflow).
+
+Only non-negative integers are ever divided (`//`, `%`): compiled Triton truncates, the interpreter floors, and the two
+only agree on non-negative operands.
+
+Importing this module decides compiled vs interpreted kernels (`TRITON_INTERPRET=1` must be set before the import to
+run on CPU tensors).
+"""
+from __future__ import annotations
+
+import triton
+import triton.language as tl
+
+
+@triton.jit
+def up_fwd_kernel(x_ptr, m_ptr, out_ptr, C, CG, G, h, w, n_cblk,
+                  K: tl.constexpr, NT: tl.constexpr, R: tl.constexpr, S: tl.constexpr,
+                  BLOCK_C: tl.constexpr, BLOCK_P: tl.constexpr):
+    """out[n,c,Y,X] = Σ_{i,j<NT} m[n, g·K²+i·K+j, Y, X] · x[n, c, Y//S+i−R, X//S+j−R] (zeros outside)."""
+    pid_p = tl.program_id(0)
+    pid_q = tl.program_id(1).to(tl.int64)
+    cb = pid_q % n_cblk
+    ng = pid_q // n_cblk
+    g = ng % G
+    n = ng // G
+    H = h * S
+    W = w * S
+    HW = H * W
+    hw = h * w
+
+    offs_c = cb * BLOCK_C + tl.arange(0, BLOCK_C)
+    cmask = offs_c < CG
+    chan = n * C + g * CG + offs_c                      # int64 [BLOCK_C]
+    offs_p = pid_p * BLOCK_P + tl.arange(0, BLOCK_P)    # int32 [BLOCK_P]
+    pmask = offs_p < HW
+    Y = offs_p // W
+    X = offs_p % W
+    py = Y // S
+    px = X // S
+    m_base = m_ptr + (n * G + g) * (K * K) * HW
+
+    acc = tl.zeros((BLOCK_C, BLOCK_P), dtype=tl.float32)
+    for i in tl.static_range(NT):
+        yy = py + (i - R)
+        vy = pmask & (yy >= 0) & (yy < h)
+        for j in tl.static_range(NT):
+            xx = px + (j - R)
+            valid = vy & (xx >= 0) & (xx < w)
+            mv = tl.load(m_base + (i * K + j) * HW + offs_p, mask=valid, other=0.0).to(tl.float32)
+            src = yy * w + xx
+            xv = tl.load(x_ptr + chan[:, None] * hw + src[None, :], mask=cmask[:, None] & valid[None, :],
+                         other=0.0).to(tl.float32)
+            acc += xv * mv[None, :]
+    out_ptrs = out_ptr + chan[:, None] * HW + offs_p[None, :]
+    tl.store(out_ptrs, acc.to(out_ptr.dtype.element_ty), mask=cmask[:, None] & pmask[None, :])
+
+
+@triton.jit
+def up_grad_x_kernel(go_ptr, m_ptr, gx_ptr, C, CG, G, h, w, n_cblk,
+                     K: tl.constexpr, NT: tl.constexpr, R: tl.constexpr, S: tl.constexpr,
+                     BLOCK_C: tl.constexpr, BLOCK_P: tl.constexpr):
+    """gx[n,c,p,q] = Σ over taps (i,j) and children (a,b) of parent (p−i+R, q−j+R): m·go (gather, no atomics)."""
+    pid_p = tl.program_id(0)
+    pid_q = tl.program_id(1).to(tl.int64)
+    cb = pid_q % n_cblk
+    ng = pid_q // n_cblk
+    g = ng % G
+    n = ng // G
+    H = h * S
+    W = w * S
+    HW = H * W
+    hw = h * w
+
+    offs_c = cb * BLOCK_C + tl.arange(0, BLOCK_C)
+    cmask = offs_c < CG
+    chan = n * C + g * CG + offs_c
+    offs_p = pid_p * BLOCK_P + tl.arange(0, BLOCK_P)
+    pmask = offs_p < hw
+    yy = offs_p // w
+    xx = offs_p % w
+    m_base = m_ptr + (n * G + g) * (K * K) * HW
+
+    acc = tl.zeros((BLOCK_C, BLOCK_P), dtype=tl.float32)
+    for i in tl.static_range(NT):
+        py = yy + (R - i)
+        vy = pmask & (py >= 0) & (py < h)
+        for j in tl.static_range(NT):
+            px = xx + (R - j)
+            valid = vy & (px >= 0) & (px < w)
+            for a in tl.static_range(S):
+                for b in tl.static_range(S):
+                    dst = (py * S + a) * W + (px * S + b)
+                    mv = tl.load(m_base + (i * K + j) * HW + dst, mask=valid, other=0.0).to(tl.float32)
+                    gv = tl.load(go_ptr + chan[:, None] * HW + dst[None, :], mask=cmask[:, None] & valid[None, :],
+                                 other=0.0).to(tl.float32)
+                    acc += gv * mv[None, :]
+    gx_ptrs = gx_ptr + chan[:, None] * hw + offs_p[None, :]
+    tl.store(gx_ptrs, acc.to(gx_ptr.dtype.element_ty), mask=cmask[:, None] & pmask[None, :])
+
+
+@triton.jit
+def up_grad_m_kernel(x_ptr, go_ptr, gm_ptr, C, CG, G, h, w,
+                     K: tl.constexpr, NT: tl.constexpr, R: tl.constexpr, S: tl.constexpr,
+                     K2P: tl.constexpr, BLOCK_P: tl.constexpr):
+    """gm[n, g·K²+t, Y, X] = Σ_{c in g} x̃[n,c, Y//S+i−R, X//S+j−R] · go[n,c,Y,X]; one program owns each element."""
+    pid_p = tl.program_id(0)
+    ng = tl.program_id(1).to(tl.int64)
+    g = ng % G
+    n = ng // G
+    H = h * S
+    W = w * S
+    HW = H * W
+    hw = h * w
+
+    offs_p = pid_p * BLOCK_P + tl.arange(0, BLOCK_P)
+    pmask = offs_p < HW
+    py = (offs_p // W) // S
+    px = (offs_p % W) // S
+    t = tl.arange(0, K2P)
+    ti = t // K
+    tj = t % K
+    tmask = (t < K * K) & (ti < NT) & (tj < NT)          # even K: last row/column of taps never read
+    yy = py[None, :] + ti[:, None] - R
+    xx = px[None, :] + tj[:, None] - R
+    valid = tmask[:, None] & pmask[None, :] & (yy >= 0) & (yy < h) & (xx >= 0) & (xx < w)
+    src = yy * w + xx
+
+    chan0 = n * C + g * CG
+    acc = tl.zeros((K2P, BLOCK_P), dtype=tl.float32)
+    for c in range(CG):
+        ch = chan0 + c
+        gv = tl.load(go_ptr + ch * HW + offs_p, mask=pmask, other=0.0).to(tl.float32)
+        xv = tl.load(x_ptr + ch * hw + src, mask=valid, other=0.0).to(tl.float32)
+        acc += xv * gv[None, :]
+    gm_ptrs = gm_ptr + ((n * G + g) * (K * K) + t[:, None]) * HW + offs_p[None, :]
+    tl.store(gm_ptrs, acc.to(gm_ptr.dtype.element_ty), mask=(t < K * K)[:, None] & pmask[None, :])
+
+
+@triton.jit
+def down_fwd_kernel(x_ptr, m_ptr, out_ptr, C, CG, G, H, W, n_cblk,
+                    K: tl.constexpr, PAD: tl.constexpr, S: tl.constexpr,
+                    BLOCK_C: tl.constexpr, BLOCK_P: tl.constexpr):
+    """out[n,c,y,x] = Σ_{i,j<K} m[n, g·K²+i·K+j, y, x] · x[n, c, S·y+i−PAD, S·x+j−PAD] (zeros outside)."""
+    pid_p = tl.program_id(0)
+    pid_q = tl.program_id(1).to(tl.int64)
+    cb = pid_q % n_cblk
+    ng = pid_q // n_cblk
+    g = ng % G
+    n = ng // G
+    Ho = H // S
+    Wo = W // S
+    HWo = Ho * Wo
+    HW = H * W
+
+    offs_c = cb * BLOCK_C + tl.arange(0, BLOCK_C)
+    cmask = offs_c < CG
+    chan = n * C + g * CG + offs_c
+    offs_p = pid_p * BLOCK_P + tl.arange(0, BLOCK_P)
+    pmask = offs_p < HWo
+    oy = offs_p // Wo
+    ox = offs_p % Wo
+    m_base = m_ptr + (n * G + g) * (K * K) * HWo
+
+    acc = tl.zeros((BLOCK_C, BLOCK_P), dtype=tl.float32)
+    for i in tl.static_range(K):
+        yy = oy * S + (i - PAD)
+        vy = pmask & (yy >= 0) & (yy < H)
+        for j in tl.static_range(K):
+            xx = ox * S + (j - PAD)
+            valid = vy & (xx >= 0) & (xx < W)
+            mv = tl.load(m_base + (i * K + j) * HWo + offs_p, mask=valid, other=0.0).to(tl.float32)
+            src = yy * W + xx
+            xv = tl.load(x_ptr + chan[:, None] * HW + src[None, :], mask=cmask[:, None] & valid[None, :],
+                         other=0.0).to(tl.float32)
+            acc += xv * mv[None, :]
+    out_ptrs = out_ptr + chan[:, None] * HWo + offs_p[None, :]
+    tl.store(out_ptrs, acc.to(out_ptr.dtype.element_ty), mask=cmask[:, None] & pmask[None, :])
+
+
+@triton.jit
+def down_grad_x_kernel(go_ptr, m_ptr, gx_ptr, C, CG, G, H, W, n_cblk,
+                       K: tl.constexpr, PAD: tl.constexpr, S: tl.constexpr, KS: tl.constexpr,
+                       BLOCK_C: tl.constexpr, BLOCK_P: tl.constexpr):
+    """gx[n,c,p,q] = Σ over the ≤ ⌈K/S⌉² outputs (y,x) whose window holds (p,q): m[tap(p−S·y+PAD, q−S·x+PAD)] · go."""
+    pid_p = tl.program_id(0)
+    pid_q = tl.program_id(1).to(tl.int64)
+    cb = pid_q % n_cblk
+    ng = pid_q // n_cblk
+    g = ng % G
+    n = ng // G
+    Ho = H // S
+    Wo = W // S
+    HWo = Ho * Wo
+    HW = H * W
+
+    offs_c = cb * BLOCK_C + tl.arange(0, BLOCK_C)
+    cmask = offs_c < CG
+    chan = n * C + g * CG + offs_c
+    offs_p = pid_p * BLOCK_P + tl.arange(0, BLOCK_P)
+    pmask = offs_p < HW
+    ry = offs_p // W + PAD                              # ≥ 0
+    rx = offs_p % W + PAD
+    base_y = ry // S
+    base_x = rx // S
+    m_base = m_ptr + (n * G + g) * (K * K) * HWo
+
+    acc = tl.zeros((BLOCK_C, BLOCK_P), dtype=tl.float32)
+    for dy in tl.static_range(KS):
+        oy = base_y - dy
+        ti = ry - oy * S
+        vy = pmask & (oy >= 0) & (oy < Ho) & (ti < K)
+        for dx in tl.static_range(KS):
+            ox = base_x - dx
+            tj = rx - ox * S
+            valid = vy & (ox >= 0) & (ox < Wo) & (tj < K)
+            dst = oy * Wo + ox
+            mv = tl.load(m_base + (ti * K + tj) * HWo + dst, mask=valid, other=0.0).to(tl.float32)
+            gv = tl.load(go_ptr + chan[:, None] * HWo + dst[None, :], mask=cmask[:, None] & valid[None, :],
+                         other=0.0).to(tl.float32)
+            acc += gv * mv[None, :]
+    gx_ptrs = gx_ptr + chan[:, None] * HW + offs_p[None, :]
+    tl.store(gx_ptrs, acc.to(gx_ptr.dtype.element_ty), mask=cmask[:, None] & pmask[None, :])
+
+
+@triton.jit
+def down_grad_m_kernel(x_ptr, go_ptr, gm_ptr, C, CG, G, H, W,
+                       K: tl.constexpr, PAD: tl.constexpr, S: tl.constexpr,
+                       K2P: tl.constexpr, BLOCK_P: tl.constexpr):
+    """gm[n, g·K²+t, y, x] = Σ_{c in g} x̃[n,c, S·y+i−PAD, S·x+j−PAD] · go[n,c,y,x]; one program owns each element."""
+    pid_p = tl.program_id(0)
+    ng = tl.program_id(1).to(tl.int64)
+    g = ng % G
+    n = ng // G
+    Ho = H // S
+    Wo = W // S
+    HWo = Ho * Wo
+    HW = H * W
+
+    offs_p = pid_p * BLOCK_P + tl.arange(0, BLOCK_P)
+    pmask = offs_p < HWo
+    oy = offs_p // Wo
+    ox = offs_p % Wo
+    t = tl.arange(0, K2P)
+    ti = t // K
+    tj = t % K
+    tmask = t < K * K
+    yy = oy[None, :] * S + ti[:, None] - PAD
+    xx = ox[None, :] * S + tj[:, None] - PAD
+    valid = tmask[:, None] & pmask[None, :] & (yy >= 0) & (yy < H) & (xx >= 0) & (xx < W)
+    src = yy * W + xx
+
+    chan0 = n * C + g * CG
+    acc = tl.zeros((K2P, BLOCK_P), dtype=tl.float32)
+    for c in range(CG):
+        ch = chan0 + c
+        gv = tl.load(go_ptr + ch * HWo + offs_p, mask=pmask, other=0.0).to(tl.float32)
+        xv = tl.load(x_ptr + ch * HW + src, mask=valid, other=0.0).to(tl.float32)
+        acc += xv * gv[None, :]
+    gm_ptrs = gm_ptr + ((n * G + g) * (K * K) + t[:, None]) * HWo + offs_p[None, :]
+    tl.store(gm_ptrs, acc.to(gm_ptr.dtype.element_ty), mask=tmask[:, None] & pmask[None, :])
