@@ -1,0 +1,124 @@
+"""`python -m jobs <command>`: train, evaluate, predict, submit, demo."""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import warnings
+
+from jobs.errors import JobError
+
+
+def _train(args: argparse.Namespace) -> int:
+    from jobs.config import load_config
+    from jobs.trainer import run_training
+
+    cfg = load_config(args.config, args.overrides)
+    out = run_training(cfg)
+    print(f"trained {out.run_name}: {out.step} steps in {out.seconds:.0f} s"
+          + (f", median {out.images_per_second:.2f} images/s" if out.images_per_second else ""))
+    print(f"  MLflow run {out.mlflow_run_id} at {out.tracking_uri}")
+    print(f"  checkpoint {out.checkpoint_path}")
+    if out.model_version:
+        print(f"  registered {cfg.tracking.registered_model_name} version {out.model_version} ({out.model_uri})")
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from jobs.evaluate import run_evaluate
+
+    s = run_evaluate(args.model, args.data, args.out, args.set_alias, args.device)
+    means = "  ".join(f"{k} {v:.4f}" for k, v in s["means"].items())
+    print(f"{s['model']} on {s['images']} images of {s['data']}: {means}")
+    print(f"  per-image CSV {s['csv']}; MLflow evaluation run {s['eval_run_id']}")
+    if s["alias"]:
+        print(f"  alias: {s['alias']}")
+    return 0
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from jobs.predict import run_predict
+
+    written = run_predict(args.model, args.image, args.trimap, args.out, args.device)
+    print(f"wrote {len(written)} alpha matte(s): {written[0] if len(written) == 1 else written[0].parent}")
+    return 0
+
+
+def _submit(args: argparse.Namespace) -> int:
+    from jobs.submit import submit
+
+    sid, status = submit(args.config, args.overrides, args.address, args.follow, args.job_id)
+    if status is None:
+        return 0
+    print(f"job {sid}: {status}")
+    return 0 if status == "SUCCEEDED" else 1
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from jobs.demo import run_demo
+
+    return run_demo(args.workdir, fresh=args.fresh)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m jobs", description=__doc__)
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    t = sub.add_parser("train", help="Ray Train DDP training with MLflow tracking and model registration")
+    t.add_argument("--config", required=True, help="YAML file, e.g. jobs/configs/a2u_comp1k.yaml")
+    t.add_argument("overrides", nargs="*", help="section.key=value (YAML-typed), e.g. optim.epochs=2")
+    t.set_defaults(func=_train)
+
+    e = sub.add_parser("evaluate", help="official metrics on test shards or a Composition-1k Test_set folder")
+    e.add_argument("--model", required=True, help="models:/name@alias, models:/name/<version>, runs:/<id>/model "
+                                                  "or a checkpoint path")
+    e.add_argument("--data", required=True, help="shard directory with test-* shards, or Test_set with merged/ "
+                                                 "alpha/ trimaps/")
+    e.add_argument("--out", default=None, help="folder for per_image.csv (default runs/eval/<time>)")
+    e.add_argument("--set-alias", default=None, help="move this alias to the model if it beats the current holder")
+    e.add_argument("--device", default="auto", help="auto | cpu | cuda[:N]")
+    e.set_defaults(func=_evaluate)
+
+    r = sub.add_parser("predict", help="alpha mattes for an image (or a folder) and its trimap(s)")
+    r.add_argument("--model", required=True, help="models:/name@alias, models:/name/<version>, runs:/..., checkpoint")
+    r.add_argument("--image", required=True, help="image file or folder")
+    r.add_argument("--trimap", required=True, help="trimap file or folder of same-named trimaps")
+    r.add_argument("--out", required=True, help="output PNG (file mode) or folder (folder mode)")
+    r.add_argument("--device", default="auto", help="auto | cpu | cuda[:N]")
+    r.set_defaults(func=_predict)
+
+    s = sub.add_parser("submit", help="submit `train` to a Ray cluster (Job Submission API)")
+    s.add_argument("--config", required=True)
+    s.add_argument("--address", default=None, help=f"Ray dashboard/job server (default $RAY_API_SERVER_ADDRESS, "
+                                                   f"$RAY_ADDRESS if http, else http://127.0.0.1:8265)")
+    s.add_argument("--follow", action="store_true", help="stream the job's logs; exit 1 unless it succeeds")
+    s.add_argument("--job-id", default=None, help="submission id (default: Ray picks one)")
+    s.add_argument("overrides", nargs="*", help="section.key=value")
+    s.set_defaults(func=_submit)
+
+    d = sub.add_parser("demo", help="synthetic data -> 2-worker training -> evaluate + champion -> predict (CPU)")
+    d.add_argument("--workdir", default="runs/demo", help="where data, Ray results, MLflow and outputs go")
+    d.add_argument("--fresh", action="store_true", help="delete an earlier demo in --workdir first")
+    d.set_defaults(func=_demo)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    for noisy in ("alembic", "mlflow.store.db.utils", "urllib3"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", message=".*local version label.*")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")  # an unreachable server fails in seconds
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "60")
+    try:
+        return args.func(args)
+    except JobError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130

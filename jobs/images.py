@@ -1,0 +1,74 @@
+"""Image file I/O for evaluate/predict and the per-epoch PNG grid (image | trimap | prediction | truth)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from jobs.errors import JobError
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+
+
+def read_rgb(path: str | Path) -> np.ndarray:
+    """H×W×3 uint8 RGB (alpha channels dropped, 16-bit reduced to 8-bit)."""
+    try:
+        with Image.open(path) as im:
+            return np.asarray(im.convert("RGB"), dtype=np.uint8)
+    except (OSError, ValueError) as exc:
+        raise JobError(f"cannot read image {path}: {exc}") from exc
+
+
+def read_gray(path: str | Path) -> np.ndarray:
+    """H×W uint8 (a colour file is converted to luminance)."""
+    try:
+        with Image.open(path) as im:
+            if im.mode in ("I;16", "I;16B", "I"):
+                arr = np.asarray(im, dtype=np.float64)
+                return np.clip(arr / 257.0 + 0.5, 0, 255).astype(np.uint8)
+            return np.asarray(im.convert("L"), dtype=np.uint8)
+    except (OSError, ValueError) as exc:
+        raise JobError(f"cannot read image {path}: {exc}") from exc
+
+
+def write_gray(path: str | Path, array: np.ndarray) -> None:
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.asarray(array, dtype=np.uint8), mode="L").save(path)
+
+
+def check_trimap(trimap: np.ndarray, path: str | Path, tolerance: int = 0) -> np.ndarray:
+    """Snap a trimap to exactly 0/128/255 (JPEG-ish files drift); reject files that are clearly not trimaps."""
+    snapped = np.full(trimap.shape, 128, np.uint8)
+    snapped[trimap <= 85] = 0
+    snapped[trimap >= 170] = 255
+    if tolerance == 0 and not np.isin(trimap, (0, 128, 255)).all():
+        odd = float(np.mean(~np.isin(trimap, (0, 128, 255))))
+        if odd > 0.2:
+            raise JobError(f"trimap {path}: {odd:.0%} of pixels are not 0/128/255 — is this really a trimap?")
+    return snapped
+
+
+def grid_png(path: str | Path, image: np.ndarray, trimap: np.ndarray, pred: np.ndarray, truth: np.ndarray,
+             max_side: int = 320) -> Path:
+    """Save image | trimap | prediction | truth side by side (uint8 inputs, greys expanded to RGB)."""
+    tiles = [image] + [np.repeat(g[..., None], 3, axis=2) for g in (trimap, pred, truth)]
+    h, w = image.shape[:2]
+    scale = min(1.0, max_side / max(h, w))
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    resized = [np.asarray(Image.fromarray(t.astype(np.uint8)).resize(size, Image.BILINEAR)) for t in tiles]
+    sep = np.full((size[1], 4, 3), 255, np.uint8)
+    row = np.concatenate([x for t in resized for x in (t, sep)][:-1], axis=1)
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(row).save(path)
+    return Path(path)
+
+
+def to_u8(x) -> np.ndarray:
+    """A [0,1] float tensor/array (1×C×H×W, C×H×W or H×W) -> H×W(×3) uint8, rounded."""
+    arr = x.detach().float().cpu().numpy() if hasattr(x, "detach") else np.asarray(x, dtype=np.float32)
+    while arr.ndim > 3:
+        arr = arr[0]
+    if arr.ndim == 3:
+        arr = arr[0] if arr.shape[0] == 1 else np.transpose(arr, (1, 2, 0))
+    return np.clip(arr * 255.0 + 0.5, 0, 255).astype(np.uint8)

@@ -1,0 +1,45 @@
+"""Ray connection: the embedded local cluster (loopback-only, no token auth) or the one in $RAY_ADDRESS."""
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+# STACK_NOTES §5: keep every Ray port on 127.0.0.1 and skip token auth on the embedded single-machine cluster.
+LOCAL_RAY_ENV = {
+    "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
+    "RAY_AUTH_MODE": "disabled",
+    "RAY_USAGE_STATS_ENABLED": "0",
+    "RAY_DEDUP_LOGS": "0",
+}
+
+
+def set_local_defaults() -> None:
+    """Loopback/auth defaults for processes started here (a value the user already set wins)."""
+    for key, value in LOCAL_RAY_ENV.items():
+        os.environ.setdefault(key, value)
+
+
+def connect(num_cpus: int | None = None) -> bool:
+    """Connect to $RAY_ADDRESS if set (bare `ray.init()`, as jobs require), else start a local cluster.
+
+    Returns True when this call started a local cluster (the caller shuts it down).
+    """
+    import ray
+
+    if ray.is_initialized():
+        return False
+    if os.environ.get("RAY_ADDRESS"):
+        ray.init(log_to_driver=True)
+        return False
+    set_local_defaults()
+    pythonpath = os.pathsep.join(p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH", "")) if p)
+    ray.init(num_cpus=num_cpus or os.cpu_count() or 2, include_dashboard=False,
+             object_store_memory=256 * 1024 ** 2, configure_logging=True, logging_level=logging.WARNING,
+             runtime_env={"env_vars": {"PYTHONPATH": pythonpath, **LOCAL_RAY_ENV}})
+    log.info("started a local Ray cluster (%s CPUs)", ray.cluster_resources().get("CPU"))
+    return True

@@ -1,0 +1,210 @@
+"""MLflow plumbing: tracking-URI resolution and a fail-fast reachability check, run creation/resume, a step logger
+that only publishes steps already covered by a checkpoint, and model logging/registration with a dynamic signature."""
+from __future__ import annotations
+
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from jobs.errors import JobError
+
+log = logging.getLogger(__name__)
+
+RUN_KEY_TAG = "a2u.run_key"           # "<storage_path>/<name>" of the Ray run this MLflow run belongs to
+LAST_STEP_TAG = "a2u.last_logged_step"  # highest training step whose metrics are in MLflow (dedupe on resume)
+LOCAL_HOSTS = ("127.0.0.1", "localhost")
+
+
+def resolve_tracking_uri(configured: str | None = None, base_dir: str | Path | None = None) -> str:
+    """Config value, else $MLFLOW_TRACKING_URI, else MLflow's own default `sqlite:///<base_dir or cwd>/mlflow.db`."""
+    uri = configured or os.environ.get("MLFLOW_TRACKING_URI")
+    if not uri:
+        uri = f"sqlite:///{Path(base_dir or os.getcwd()).resolve() / 'mlflow.db'}"
+    if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
+        # make a relative sqlite path absolute so Ray workers (other cwd) open the same file
+        rel = uri[len("sqlite:///"):]
+        if not os.path.isabs(rel):
+            uri = f"sqlite:///{Path(rel).resolve()}"
+    return uri
+
+
+def sqlite_path(uri: str) -> Path | None:
+    return Path(uri[len("sqlite:///"):]) if uri.startswith("sqlite:///") else None
+
+
+def check_tracking_reachable(uri: str, timeout_s: float = 5.0) -> None:
+    """Fail at start (not after hours of training) when the tracking server or database cannot be used."""
+    if uri.startswith(("http://", "https://")):
+        import requests
+
+        try:
+            resp = requests.get(uri.rstrip("/") + "/health", timeout=timeout_s)
+        except requests.RequestException as exc:
+            raise JobError(f"MLflow tracking server {uri} is unreachable ({type(exc).__name__}: {exc}); "
+                           "start it (`mlflow server --host 127.0.0.1 ...`) or fix MLFLOW_TRACKING_URI") from exc
+        if resp.status_code != 200:
+            raise JobError(f"MLflow tracking server {uri} answered /health with HTTP {resp.status_code}")
+    elif uri.startswith("sqlite:///"):
+        path = sqlite_path(uri)
+        assert path is not None
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise JobError(f"cannot create the MLflow database folder {path.parent}: {exc}") from exc
+    elif uri.startswith("file:") or "://" not in uri:
+        raise JobError(f"tracking URI {uri!r}: MLflow 3.17's file store is disabled; use sqlite:///<abs path>/mlflow.db "
+                       "or an http:// server")
+    client = _client(uri)
+    try:
+        client.search_experiments(max_results=1)
+    except Exception as exc:  # noqa: BLE001 - any failure here means the store is unusable
+        raise JobError(f"MLflow tracking URI {uri} is not usable: {exc}") from exc
+
+
+def _client(uri: str):
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+
+def ensure_experiment(uri: str, name: str) -> str:
+    """Experiment id; a new one on a sqlite store keeps its artifacts next to the database, not in the cwd."""
+    client = _client(uri)
+    exp = client.get_experiment_by_name(name)
+    if exp is not None:
+        if exp.lifecycle_stage == "deleted":
+            client.restore_experiment(exp.experiment_id)
+        return exp.experiment_id
+    location = None
+    db = sqlite_path(uri)
+    if db is not None:
+        location = (db.parent / "mlruns").resolve().as_uri()
+    return client.create_experiment(name, artifact_location=location)
+
+
+def find_or_create_run(uri: str, experiment_id: str, run_key: str, run_name: str) -> tuple[str, bool]:
+    """(run_id, resumed): the MLflow run tagged with this Ray run's key, or a new one."""
+    client = _client(uri)
+    found = client.search_runs([experiment_id], filter_string=f"tags.`{RUN_KEY_TAG}` = '{run_key}'",
+                               max_results=1, order_by=["attributes.start_time DESC"])
+    if found:
+        run_id = found[0].info.run_id
+        client.update_run(run_id, status="RUNNING")
+        return run_id, True
+    run = client.create_run(experiment_id, run_name=run_name, tags={RUN_KEY_TAG: run_key})
+    return run.info.run_id, False
+
+
+def log_params_once(uri: str, run_id: str, params: dict[str, Any]) -> None:
+    """Log params; on a resumed run only the new ones, and changed values as `resume.changed.<key>` tags
+    (MLflow forbids changing a logged param)."""
+    from mlflow.entities import Param, RunTag
+
+    client = _client(uri)
+    existing = client.get_run(run_id).data.params
+    new, changed = [], []
+    for key, value in params.items():
+        text = str(value)[:6000]
+        if key not in existing:
+            new.append(Param(key, text))
+        elif existing[key] != text:
+            changed.append(RunTag(f"resume.changed.{key}", f"{existing[key]} -> {text}"[:5000]))
+    for i in range(0, len(new), 100):
+        client.log_batch(run_id, params=new[i:i + 100])
+    if changed:
+        client.log_batch(run_id, tags=changed)
+        log.warning("resumed run %s with changed config: %s", run_id, ", ".join(t.key[15:] for t in changed))
+
+
+class StepLogger:
+    """Buffers per-step metrics on rank 0 and publishes them only once a checkpoint holds those steps.
+
+    A restart resumes from the last checkpoint, so nothing published is ever re-trained (no duplicates) and every
+    step is published once its checkpoint exists (no gaps). `LAST_STEP_TAG` guards the rare case of a crash between
+    publishing and the controller registering the checkpoint.
+    """
+
+    def __init__(self, uri: str, run_id: str) -> None:
+        self.uri, self.run_id = uri, run_id
+        self.client = _client(uri)
+        tag = self.client.get_run(run_id).data.tags.get(LAST_STEP_TAG)
+        self.last_logged = int(tag) if tag is not None else 0
+        self._pending: list[tuple[str, float, int, int]] = []
+
+    def add(self, step: int, metrics: dict[str, float]) -> None:
+        now = int(time.time() * 1000)
+        self._pending.extend((k, float(v), now, step) for k, v in metrics.items())
+
+    def flush(self, up_to_step: int) -> None:
+        """Publish buffered metrics with step <= up_to_step (a checkpoint at that step now exists)."""
+        from mlflow.entities import Metric, RunTag
+
+        ready = [m for m in self._pending if m[3] <= up_to_step]
+        self._pending = [m for m in self._pending if m[3] > up_to_step]
+        fresh = [Metric(k, v, t, s) for k, v, t, s in ready if s > self.last_logged]
+        if not fresh:
+            return
+        for i in range(0, len(fresh), 900):
+            self.client.log_batch(self.run_id, metrics=fresh[i:i + 900])
+        self.last_logged = max(m.step for m in fresh)
+        self.client.log_batch(self.run_id, tags=[RunTag(LAST_STEP_TAG, str(self.last_logged))])
+
+
+def model_signature():
+    """(-1, 4, -1, -1) float32 -> (-1, 1, -1, -1): any batch, any size (unnamed specs, see STACK_NOTES §6)."""
+    from mlflow.models import ModelSignature
+    from mlflow.types import Schema, TensorSpec
+
+    return ModelSignature(inputs=Schema([TensorSpec(np.dtype(np.float32), (-1, 4, -1, -1))]),
+                          outputs=Schema([TensorSpec(np.dtype(np.float32), (-1, 1, -1, -1))]))
+
+
+def pip_requirements() -> list[str]:
+    """Explicit pins (skips MLflow's slow inference and its local-version-label warning)."""
+    from importlib.metadata import version
+
+    return [f"torch=={version('torch').split('+')[0]}", f"numpy=={version('numpy')}", f"mlflow=={version('mlflow')}",
+            f"scipy=={version('scipy')}"]
+
+
+def log_and_register_model(net, uri: str, run_id: str, registered_name: str, serialization_format: str = "auto",
+                           example_size: int = 64) -> dict[str, Any]:
+    """Log the eval-mode net to the run and register it; returns {"model_uri", "version", "serialization_format"}.
+
+    pt2 (torch.export) needs no source code on the consumer side; if export fails (or is not wanted) the net is
+    pickled with `code_paths=[model/]` so the consumer can import it.
+    """
+    import mlflow
+    import mlflow.pytorch
+    import torch
+
+    net = net.cpu().eval()
+    example = np.random.default_rng(0).random((2, 4, example_size, example_size), dtype=np.float32)
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    formats = ["pt2", "pickle"] if serialization_format == "auto" else [serialization_format]
+    last_exc: Exception | None = None
+    for fmt in formats:
+        kwargs: dict[str, Any] = dict(name="model", signature=model_signature(), input_example=example,
+                                      registered_model_name=registered_name, pip_requirements=pip_requirements(),
+                                      serialization_format=fmt)
+        if fmt == "pickle":
+            kwargs["code_paths"] = [str(Path(__file__).resolve().parents[1] / "model")]
+        try:
+            with mlflow.start_run(run_id=run_id), torch.no_grad():
+                info = mlflow.pytorch.log_model(net, **kwargs)
+        except Exception as exc:  # noqa: BLE001 - export failures come in many types; fall back and say why
+            last_exc = exc
+            if fmt == "pt2" and len(formats) > 1:
+                log.warning("torch.export of the net failed (%s: %s); logging it with serialization_format=pickle",
+                            type(exc).__name__, str(exc).splitlines()[0][:300])
+                continue
+            raise
+        _client(uri).set_tag(run_id, "a2u.serialization_format", fmt)
+        return {"model_uri": info.model_uri, "version": info.registered_model_version,
+                "serialization_format": fmt}
+    raise JobError(f"could not log the model: {last_exc}")

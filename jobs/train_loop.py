@@ -1,0 +1,316 @@
+"""The per-worker Ray Train loop: DDP A2U training on the pipeline loader, exact resume, checkpoint-gated MLflow
+logging from rank 0, per-epoch validation on the `val` split, NaN/inf guard and an injectable worker failure."""
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+from jobs.checkpointing import capture_rng_state, read_checkpoint, restore_rng_state, unwrap, write_checkpoint
+from jobs.config import TrainConfig, config_from_dict
+from jobs.images import grid_png, to_u8
+
+log = logging.getLogger("jobs.train_loop")
+
+NONFINITE_KEY = "nonfinite_loss_step"
+
+
+def _autocast(cfg: TrainConfig, device: torch.device):
+    """bf16 autocast on GPU by default; off on CPU unless asked for (CPU bf16 is slower on most CPUs)."""
+    dtype = cfg.perf.amp_dtype
+    if dtype == "auto":
+        dtype = "bf16" if device.type == "cuda" else "none"
+    if dtype == "none":
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=torch.bfloat16 if dtype == "bf16" else torch.float16)
+
+
+def _all_reduce(values: list[float], world: int) -> list[float]:
+    t = torch.tensor(values, dtype=torch.float64)
+    if world > 1:
+        if dist.get_backend() == "nccl":
+            t = t.cuda()
+        dist.all_reduce(t)
+    return t.cpu().tolist()
+
+
+def _gather(obj: Any, world: int) -> list[Any]:
+    if world == 1:
+        return [obj]
+    out: list[Any] = [None] * world
+    dist.all_gather_object(out, obj)
+    return out
+
+
+class _Trainer:
+    """State of one worker; methods are the phases of the loop."""
+
+    def __init__(self, config: dict[str, Any]) -> None:
+        import ray.train
+        import ray.train.torch
+
+        from model.losses import matting_loss
+        from model.net import A2UMatting, parameter_groups
+
+        self.cfg = config_from_dict(config["cfg"])
+        self.run_id: str = config["mlflow_run_id"]
+        self.tracking_uri: str = config["tracking_uri"]
+        self.run_dir: str | None = config.get("run_dir")
+        ctx = ray.train.get_context()
+        self.rank, self.world = ctx.get_world_rank(), ctx.get_world_size()
+        self.device = ray.train.torch.get_device() if self.cfg.scaling.use_gpu else torch.device("cpu")
+        self.loss_fn = matting_loss
+        cfg = self.cfg
+
+        torch.manual_seed(cfg.run.seed)  # identical initial weights on every rank (DDP also broadcasts rank 0's)
+        net = A2UMatting(**cfg.model.options)
+        if self.world > 1 and cfg.model.sync_batchnorm and self.device.type == "cuda":
+            net = torch.nn.SyncBatchNorm.convert_sync_batchnorm(net)  # PyTorch's SyncBatchNorm is GPU-only
+        self.optimizer = torch.optim.Adam(parameter_groups(net, cfg.optim.lr, cfg.optim.backbone_lr_ratio),
+                                          lr=cfg.optim.lr, betas=tuple(cfg.optim.betas), eps=cfg.optim.eps,
+                                          weight_decay=cfg.optim.weight_decay)
+        self.scheduler = torch.optim.lr_scheduler.MultiStepLR(self.optimizer, cfg.optim.milestones, cfg.optim.gamma)
+        self.step, self.epoch, self.batch_in_epoch = 0, 0, 0
+        restored = self._restore(net, config.get("resume_from"))
+        if not restored:  # distinct per-rank streams for anything random outside the data loader
+            torch.manual_seed(cfg.run.seed * 1000 + self.rank + 1)
+            np.random.seed(cfg.run.seed * 1000 + self.rank + 1)
+        if cfg.perf.channels_last:
+            net = net.to(memory_format=torch.channels_last)
+        self.net = ray.train.torch.prepare_model(
+            net, parallel_strategy_kwargs={"find_unused_parameters": cfg.perf.find_unused_parameters})
+        if cfg.perf.compile:
+            self.net = torch.compile(self.net)
+        self.logger = None
+        if self.rank == 0:
+            from jobs.tracking import StepLogger
+
+            self.logger = StepLogger(self.tracking_uri, self.run_id)
+
+    # ---------------------------------------------------------------- resume
+    def _restore(self, net: torch.nn.Module, resume_from: str | None) -> bool:
+        import ray.train
+
+        ckpt = ray.train.get_checkpoint()
+        if ckpt is not None:
+            with ckpt.as_directory() as d:
+                state = read_checkpoint(d)
+            source = ckpt.path
+        elif resume_from:
+            state, source = read_checkpoint(resume_from), resume_from
+        else:
+            return False
+        net.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.step, self.epoch, self.batch_in_epoch = state["step"], state["epoch"], state["batch_in_epoch"]
+        if state.get("mlflow_run_id") and state["mlflow_run_id"] != self.run_id:
+            log.warning("checkpoint belongs to MLflow run %s; continuing that run", state["mlflow_run_id"])
+            self.run_id = state["mlflow_run_id"]
+        rng = state.get("rng") or []
+        if state.get("world_size") == self.world and len(rng) == self.world:
+            restore_rng_state(rng[self.rank])
+        elif self.batch_in_epoch:
+            log.warning("world size changed (%s -> %s): resuming mid-epoch, the data order differs from the "
+                        "uninterrupted run", state.get("world_size"), self.world)
+        if self.rank == 0:
+            log.info("resumed from %s at step %d (epoch %d, batch %d)", source, self.step, self.epoch,
+                     self.batch_in_epoch)
+        return True
+
+    # ---------------------------------------------------------------- checkpoints
+    def _checkpoint(self, metrics: dict[str, float]) -> None:
+        """Every rank reports; rank 0 writes the state, then publishes the metrics the checkpoint now covers."""
+        import ray.train
+        from ray.train import Checkpoint
+
+        rng = _gather(capture_rng_state(), self.world)
+        metrics = {**metrics, "step": self.step, "epoch": self.epoch}
+        if self.rank != 0:
+            ray.train.report(metrics, checkpoint=None)
+            return
+        tmp = tempfile.mkdtemp(prefix="a2u-ckpt-")
+        try:
+            write_checkpoint(tmp, {
+                "model": unwrap(self.net).state_dict(), "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(), "step": self.step, "epoch": self.epoch,
+                "batch_in_epoch": self.batch_in_epoch, "rng": rng, "world_size": self.world,
+                "config": self.cfg.to_dict(), "mlflow_run_id": self.run_id})
+            ray.train.report(metrics, checkpoint=Checkpoint.from_directory(tmp),
+                             checkpoint_dir_name=f"checkpoint_step{self.step:08d}")
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        assert self.logger is not None
+        self.logger.flush(self.step)
+
+    # ---------------------------------------------------------------- failure injection
+    def _maybe_inject_failure(self) -> None:
+        dbg = self.cfg.debug
+        if dbg.fail_at_step is None or self.step != dbg.fail_at_step or self.rank != dbg.fail_rank:
+            return
+        marker = Path(self.run_dir or tempfile.gettempdir()) / f"injected_failure_step{self.step}"
+        if marker.exists():
+            return
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.write_text("1")
+        log.error("debug.fail_at_step=%d: killing worker rank %d now", self.step, self.rank)
+        os._exit(17)
+
+    # ---------------------------------------------------------------- validation
+    @torch.no_grad()
+    def _validate(self) -> dict[str, float]:
+        """Official metrics on the `val` split, samples spread over ranks, sums all-reduced."""
+        import pipeline
+        from model.inference import predict_alpha
+        from model.metrics import evaluate
+
+        net = unwrap(self.net)
+        was_training = net.training
+        net.eval()
+        sums = {"SAD": 0.0, "MSE": 0.0, "Grad": 0.0, "Conn": 0.0}
+        count = 0
+        limit = None if self.cfg.val.max_samples is None else math.ceil(self.cfg.val.max_samples / self.world)
+        loader = pipeline.build_eval_loader(self.cfg.data.dataset_dir, split="val", rank=self.rank,
+                                            world_size=self.world, device="cpu")
+        grid_path = None
+        for sample in loader:
+            if limit is not None and count >= limit:
+                continue  # drain: the loader promises full passes
+            image, trimap, alpha = to_u8(sample["image"]), to_u8(sample["trimap"]), to_u8(sample["alpha"])
+            pred = predict_alpha(net, image, trimap)
+            for k, v in evaluate(pred, alpha, trimap).items():
+                sums[k] += float(v)
+            if count == 0 and self.rank == 0 and self.cfg.tracking.log_images:
+                grid_path = grid_png(Path(tempfile.mkdtemp(prefix="a2u-grid-")) / f"epoch_{self.epoch:03d}.png",
+                                     image, trimap, pred, alpha)
+            count += 1
+        net.train(was_training)
+        totals = _all_reduce([*sums.values(), float(count)], self.world)
+        n = totals[-1]
+        if grid_path is not None and self.logger is not None:
+            self.logger.client.log_artifact(self.run_id, str(grid_path), "val_grids")
+            shutil.rmtree(grid_path.parent, ignore_errors=True)
+        if n == 0:
+            return {}
+        return {f"val/{k}": totals[i] / n for i, k in enumerate(sums)} | {"val/samples": n}
+
+    # ---------------------------------------------------------------- training
+    def _build_loader(self):
+        import pipeline
+
+        d = self.cfg.data
+        return pipeline.build_train_loader(
+            d.dataset_dir, d.batch_size, d.crop_size, rank=self.rank, world_size=self.world,
+            device=str(self.device) if self.device.type == "cuda" else "cpu", seed=self.cfg.run.seed,
+            iterations_per_epoch=d.iterations_per_epoch, num_threads=d.num_threads, composites=d.composites,
+            **d.augment)
+
+    def run(self) -> None:
+        cfg = self.cfg
+        loader = self._build_loader()
+        steps_per_epoch = len(loader)
+        every = cfg.checkpoint.every_n_steps
+        net = self.net
+        mean = torch.tensor([0.485, 0.456, 0.406], device=self.device).view(1, 3, 1, 1)
+        std = torch.tensor([0.229, 0.224, 0.225], device=self.device).view(1, 3, 1, 1)
+        if self.rank == 0:
+            log.info("training: %d workers x batch %d, crop %d, %d steps/epoch, epochs %d..%d, step %d",
+                     self.world, cfg.data.batch_size, cfg.data.crop_size, steps_per_epoch, self.epoch + 1,
+                     cfg.optim.epochs, self.step)
+        while self.epoch < cfg.optim.epochs:
+            loader.set_epoch(self.epoch)
+            net.train()
+            batches = iter(loader)
+            for _ in range(self.batch_in_epoch):  # mid-epoch resume: replay the deterministic stream
+                next(batches)
+            t_prev = time.perf_counter()
+            for i in range(self.batch_in_epoch, steps_per_epoch):
+                batch = next(batches)
+                t_data = time.perf_counter()
+                image, alpha, trimap = batch["image"], batch["alpha"], batch["trimap"]
+                x = torch.cat([(image - mean) / std, trimap], dim=1)
+                if cfg.perf.channels_last:
+                    x = x.contiguous(memory_format=torch.channels_last)
+                with _autocast(cfg, self.device):
+                    pred = net(x)
+                loss = self.loss_fn(pred.float(), alpha, trimap, batch["fg"], batch["bg"], image)
+                if cfg.debug.nan_at_step is not None and self.step + 1 == cfg.debug.nan_at_step:
+                    loss = loss * float("nan")
+                finite = bool(torch.isfinite(loss).item())
+                loss_sum, bad = _all_reduce([loss.item() if finite else 0.0, 0.0 if finite else 1.0], self.world)
+                if bad:
+                    self._stop_nonfinite()
+                    return
+                self.optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                if cfg.optim.grad_clip_norm:
+                    torch.nn.utils.clip_grad_norm_(net.parameters(), cfg.optim.grad_clip_norm)
+                self.optimizer.step()
+                self.step += 1
+                self.batch_in_epoch = i + 1
+                now = time.perf_counter()
+                if self.logger is not None and self.step % cfg.tracking.log_every_n_steps == 0:
+                    step_time = max(now - t_prev, 1e-9)
+                    metrics = {"train/loss": loss_sum / self.world, "train/epoch": self.epoch + (i + 1) / steps_per_epoch,
+                               "train/images_per_second": cfg.data.batch_size * self.world / step_time,
+                               "train/data_wait_fraction": (t_data - t_prev) / step_time}
+                    for g, group in enumerate(self.optimizer.param_groups):
+                        metrics[f"train/lr_{group.get('name', g)}"] = group["lr"]
+                    self.logger.add(self.step, metrics)
+                    if self.step % max(1, 10 * cfg.tracking.log_every_n_steps) == 0 or self.step <= 3:
+                        log.info("epoch %d step %d/%d loss %.4f %.2f img/s data-wait %.0f%%", self.epoch + 1, i + 1,
+                                 steps_per_epoch, metrics["train/loss"], metrics["train/images_per_second"],
+                                 100 * metrics["train/data_wait_fraction"])
+                self._maybe_inject_failure()
+                if every and self.step % every == 0 and i + 1 < steps_per_epoch:
+                    self._checkpoint({"train/loss": loss_sum / self.world})
+                t_prev = time.perf_counter()
+            self.scheduler.step()
+            self.epoch += 1
+            self.batch_in_epoch = 0
+            val = self._validate() if cfg.val.enabled and self._has_val() else {}
+            if self.logger is not None and val:
+                self.logger.add(self.step, val)
+                log.info("epoch %d validation: %s", self.epoch,
+                         ", ".join(f"{k[4:]} {v:.4g}" for k, v in val.items()))
+            self._checkpoint(val)
+
+    def _has_val(self) -> bool:
+        import json
+
+        manifest = Path(self.cfg.data.dataset_dir) / "manifest.json"
+        try:
+            shards = json.loads(manifest.read_text()).get("shards", [])
+        except (OSError, ValueError):
+            return False
+        has = any(s.get("kind") == "val" for s in shards)
+        if not has and self.rank == 0 and self.epoch == 1:
+            log.warning("%s has no val shards: per-epoch validation is skipped (write them with --val-count)",
+                        self.cfg.data.dataset_dir)
+        return has
+
+    def _stop_nonfinite(self) -> None:
+        """Stop every rank without retrying (a NaN is deterministic); the last good checkpoint stays the latest."""
+        import ray.train
+
+        if self.rank == 0:
+            log.error("non-finite loss at step %d (epoch %d): stopping; the last good checkpoint is kept",
+                      self.step + 1, self.epoch + 1)
+        ray.train.report({NONFINITE_KEY: self.step + 1, "epoch": self.epoch}, checkpoint=None)
+
+
+def train_loop_per_worker(config: dict[str, Any]) -> None:
+    """Ray Train entry point (config = {"cfg", "mlflow_run_id", "tracking_uri", "run_dir", "resume_from"})."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    torch.set_num_threads(max(1, int(os.environ.get("OMP_NUM_THREADS", "1"))))
+    _Trainer(config).run()

@@ -1,0 +1,178 @@
+"""Driver side of `train`: checks, MLflow run, TorchTrainer set-up, and model registration after fit()."""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from jobs.config import TrainConfig, flatten, to_yaml
+from jobs.errors import JobError, NonFiniteLossError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainOutcome:
+    """What a finished `train` produced."""
+    run_name: str
+    run_dir: str
+    mlflow_run_id: str
+    tracking_uri: str
+    checkpoint_path: str | None
+    model_uri: str | None
+    model_version: str | None
+    step: int
+    seconds: float
+    images_per_second: float | None
+
+
+def check_dataset(dataset_dir: str) -> None:
+    """Fail before Ray starts when the shard directory is missing or lacks training shards."""
+    path = Path(dataset_dir)
+    manifest = path / "manifest.json"
+    hint = f"run `python -m data_prep synthetic --out {dataset_dir}` (or `data_prep folders/composition1k`)"
+    if not path.is_dir():
+        raise JobError(f"dataset directory {dataset_dir} does not exist; {hint}")
+    if not manifest.is_file():
+        raise JobError(f"dataset directory {dataset_dir} has no manifest.json (not a shard set); {hint}")
+    try:
+        kinds = {s.get("kind") for s in json.loads(manifest.read_text()).get("shards", [])}
+    except ValueError as exc:
+        raise JobError(f"{manifest} is not valid JSON: {exc}") from exc
+    if not kinds & {"fg", "train"}:
+        raise JobError(f"{manifest} lists no fg-/train- shards to train on; {hint}")
+
+
+def _storage_path(cfg: TrainConfig) -> str:
+    sp = cfg.run.storage_path
+    return sp if "://" in sp else str(Path(sp).expanduser().resolve())
+
+
+def run_training(cfg: TrainConfig) -> TrainOutcome:
+    """Train with Ray Train, log to MLflow, register the final model. Same run name + storage path = resume."""
+    from jobs import ray_env, tracking
+
+    t_start = time.time()
+    ray_env.set_local_defaults() if not os.environ.get("RAY_ADDRESS") else None
+    tracking_uri = tracking.resolve_tracking_uri(cfg.tracking.tracking_uri)
+    tracking.check_tracking_reachable(tracking_uri)
+    cfg.data.dataset_dir = str(Path(cfg.data.dataset_dir).expanduser().resolve()) \
+        if "://" not in cfg.data.dataset_dir else cfg.data.dataset_dir
+    check_dataset(cfg.data.dataset_dir)
+    storage = _storage_path(cfg)
+    cfg.run.storage_path = storage
+    name = cfg.run.name or time.strftime("a2u-%Y%m%d-%H%M%S")
+    cfg.run.name = name
+    run_dir = f"{storage.rstrip('/')}/{name}"
+    local_run_dir = None if "://" in storage else run_dir
+
+    experiment_id = tracking.ensure_experiment(tracking_uri, cfg.tracking.experiment)
+    run_id, resumed = tracking.find_or_create_run(tracking_uri, experiment_id, run_dir, name)
+    tracking.log_params_once(tracking_uri, run_id, flatten(cfg.to_dict()))
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri)
+    client.log_text(run_id, to_yaml(cfg), f"config/resolved{'_resume_' + time.strftime('%H%M%S') if resumed else ''}.yaml")
+    log.info("MLflow run %s (%s) at %s%s", run_id, name, tracking_uri, " — resuming" if resumed else "")
+
+    started_local = ray_env.connect(cfg.scaling.local_num_cpus)
+    try:
+        result = _fit(cfg, name, storage, run_id, tracking_uri, local_run_dir)
+    except BaseException:
+        client.set_terminated(run_id, status="FAILED")
+        raise
+    finally:
+        if started_local:
+            import ray
+
+            ray.shutdown()
+
+    metrics = result.metrics or {}
+    ckpt_path = result.checkpoint.path if result.checkpoint is not None else None
+    from jobs.train_loop import NONFINITE_KEY
+
+    if NONFINITE_KEY in metrics:
+        client.set_terminated(run_id, status="FAILED")
+        raise NonFiniteLossError(f"training stopped: the loss became NaN/inf at step {metrics[NONFINITE_KEY]}; "
+                                 f"the last good checkpoint is {ckpt_path}. Lower optim.lr or check the data.")
+    if result.checkpoint is None:
+        client.set_terminated(run_id, status="FAILED")
+        raise JobError(f"training of {name} finished without a checkpoint (see the Ray logs under {run_dir})")
+
+    model_uri = version = None
+    state = _load_final_state(result.checkpoint)
+    if cfg.tracking.log_model:
+        net = _net_from_state(state)
+        t0 = time.time()
+        info = tracking.log_and_register_model(net, tracking_uri, run_id, cfg.tracking.registered_model_name,
+                                               cfg.tracking.serialization_format)
+        model_uri, version = info["model_uri"], info["version"]
+        log.info("logged the model (%s, %.1f s) and registered %s version %s", info["serialization_format"],
+                 time.time() - t0, cfg.tracking.registered_model_name, version)
+    client.set_terminated(run_id, status="FINISHED")
+    ips = _mean_images_per_second(client, run_id)
+    return TrainOutcome(name, run_dir, run_id, tracking_uri, ckpt_path, model_uri, version, int(state["step"]),
+                        time.time() - t_start, ips)
+
+
+def _fit(cfg: TrainConfig, name: str, storage: str, run_id: str, tracking_uri: str, local_run_dir: str | None):
+    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchConfig, TorchTrainer
+
+    from jobs.train_loop import train_loop_per_worker
+
+    trainer = TorchTrainer(
+        train_loop_per_worker,
+        train_loop_config={"cfg": cfg.to_dict(), "mlflow_run_id": run_id, "tracking_uri": tracking_uri,
+                           "run_dir": local_run_dir},
+        torch_config=TorchConfig(backend="nccl" if cfg.scaling.use_gpu else "gloo"),
+        scaling_config=ScalingConfig(num_workers=cfg.scaling.num_workers, use_gpu=cfg.scaling.use_gpu,
+                                     resources_per_worker={"CPU": cfg.scaling.cpus_per_worker,
+                                                           **({"GPU": 1} if cfg.scaling.use_gpu else {})}),
+        run_config=RunConfig(name=name, storage_path=storage,
+                             checkpoint_config=CheckpointConfig(num_to_keep=cfg.checkpoint.num_to_keep),
+                             failure_config=FailureConfig(max_failures=cfg.checkpoint.max_failures),
+                             worker_runtime_env={"env_vars": {"MLFLOW_TRACKING_URI": tracking_uri}}),
+    )
+    try:
+        return trainer.fit()
+    except Exception as exc:
+        from ray.train import TrainingFailedError
+
+        if isinstance(exc, TrainingFailedError):
+            raise JobError(f"training run {name} failed after {cfg.checkpoint.max_failures} allowed restart(s): "
+                           f"{str(exc).strip().splitlines()[-1][:500]}\nrerun with run.name={name} "
+                           f"run.storage_path={storage} to resume from its last checkpoint") from exc
+        raise
+
+
+def _load_final_state(checkpoint) -> dict[str, Any]:
+    from jobs.checkpointing import read_checkpoint
+
+    with checkpoint.as_directory() as d:
+        return read_checkpoint(d)
+
+
+def _net_from_state(state: dict[str, Any]):
+    """A plain (non-DDP, non-SyncBN) net with the checkpoint's weights."""
+    from model.net import A2UMatting
+
+    net = A2UMatting(**state["config"]["model"]["options"])
+    net.load_state_dict(state["model"])
+    return net.eval()
+
+
+def _mean_images_per_second(client, run_id: str) -> float | None:
+    """Median of the logged per-step throughput (the first steps include warm-up)."""
+    import statistics
+
+    try:
+        hist = client.get_metric_history(run_id, "train/images_per_second")
+    except Exception:  # noqa: BLE001
+        return None
+    values = [m.value for m in sorted(hist, key=lambda m: m.step)][3:] or [m.value for m in hist]
+    return statistics.median(values) if values else None
