@@ -1,0 +1,31 @@
+"""Image sizes from encoded PNG/JPEG headers, so the sampling plan can build warp matrices before any decode."""
+from __future__ import annotations
+
+import struct
+
+import numpy as np
+
+
+def image_size(data: np.ndarray | bytes) -> tuple[int, int]:
+    """(height, width) of a PNG or baseline/progressive JPEG, read from its header; ValueError if neither."""
+    b = bytes(data[:65536]) if isinstance(data, np.ndarray) else data[:65536]
+    if b[:8] == b"\x89PNG\r\n\x1a\n" and b[12:16] == b"IHDR":
+        w, h = struct.unpack(">II", b[16:24])
+        return int(h), int(w)
+    if b[:2] == b"\xff\xd8":
+        i = 2
+        while i + 9 < len(b):
+            if b[i] != 0xFF:
+                i += 1
+                continue
+            marker = b[i + 1]
+            if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7 or marker == 0xFF:
+                i += 2 if marker != 0xFF else 1
+                continue
+            (length,) = struct.unpack(">H", b[i + 2:i + 4])
+            if marker in (0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF):
+                h, w = struct.unpack(">HH", b[i + 5:i + 9])
+                return int(h), int(w)
+            i += 2 + length
+        raise ValueError("JPEG without a frame header in its first 64 KiB")
+    raise ValueError("not a PNG or JPEG stream")

@@ -1,0 +1,223 @@
+"""PyTorch-facing training loader: runs the geometry graph, the torch trimap/crop step and the finish graph.
+
+See `train_graph.py` for which step runs where. Batches are dicts of tensors on the loader's device:
+image/fg/bg N x 3 x crop x crop float32 in [0, 1], alpha/trimap N x 1 x crop x crop (trimap 0, 128/255 or 1).
+"""
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterator
+
+import cv2
+import numpy as np
+import torch
+
+from .crop import choose_crop
+from .dataset import Dataset, DatasetError
+from .options import AugmentOptions
+from .sampling import BatchPlan, Sampler
+from .train_graph import FINISH_INPUTS, finish_graph, geometry_graph
+from .trimap import make_trimap
+
+log = logging.getLogger(__name__)
+
+
+def default_threads() -> int:
+    """min(available cores, 4)."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - non-Linux
+        cores = os.cpu_count() or 1
+    return max(1, min(cores, 4))
+
+
+def resolve_device(device: str, rank: int) -> tuple[torch.device, int | None]:
+    """torch device and DALI device_id (None = CPU-only DALI) for `device` = "cpu" | "cuda" | "cuda:N"."""
+    if device == "cpu":
+        return torch.device("cpu"), None
+    if device.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise RuntimeError(f"device={device!r} but CUDA is not available; use device='cpu'")
+        index = int(device.split(":", 1)[1]) if ":" in device else rank % torch.cuda.device_count()
+        return torch.device("cuda", index), index
+    raise ValueError(f"device must be 'cpu' or 'cuda', got {device!r}")
+
+
+def to_torch(tensor_list, i: int, device: torch.device) -> torch.Tensor:
+    """Sample i of a DALI TensorList as a torch tensor (a copy) on `device`."""
+    t = tensor_list[i]
+    if device.type == "cuda":
+        return torch.as_tensor(t, device=device).clone()
+    return torch.from_numpy(np.array(t))
+
+
+def batch_to_torch(tensor_list, device: torch.device) -> torch.Tensor:
+    """A uniform DALI TensorList as one N x ... torch tensor on `device`."""
+    if device.type == "cuda":
+        return torch.as_tensor(tensor_list.as_tensor(), device=device).clone()
+    return torch.from_numpy(np.array(tensor_list.as_tensor()))
+
+
+def find_corrupt(plan: BatchPlan) -> list[tuple[str, str, str]]:
+    """(shard, key, member) of every member of the plan that OpenCV cannot decode (used to name DALI failures)."""
+    bad = []
+    for src, (f1, f2, bgb), geo_a1, geo_a2, comb in zip(plan.sources, plan.fg_bytes, plan.geometry[0],
+                                                       plan.geometry[1], plan.combine):
+        checks = [(src[0], "alpha.png", geo_a1), (src[0], "fg", f1), (src[1], "bg", bgb)]
+        if comb:
+            checks += [(src[2], "alpha.png", geo_a2), (src[2], "fg", f2)]
+        for (shard, key, _), member, data in checks:
+            if cv2.imdecode(data, cv2.IMREAD_UNCHANGED) is None:
+                bad.append((str(shard.path), key, member))
+    return bad
+
+
+class TrainLoader:
+    """Fixed-length epochs of augmented, composited training crops; see `build_train_loader`."""
+
+    def __init__(self, dataset_dir: str | os.PathLike, batch_size: int, crop_size: int, *, rank: int = 0,
+                 world_size: int = 1, device: str = "cpu", seed: int = 0, iterations_per_epoch: int | None = None,
+                 num_threads: int | None = None, composites: bool = False, **augment_options: object) -> None:
+        if composites:
+            raise NotImplementedError("composites=True (train-* shards) is not implemented yet")
+        if batch_size < 1 or crop_size < 8:
+            raise ValueError(f"batch_size must be >= 1 and crop_size >= 8, got {batch_size}, {crop_size}")
+        self.options = AugmentOptions.from_kwargs(**augment_options)
+        self.dataset = Dataset(dataset_dir)
+        remedy = f"run `python -m data_prep synthetic --out {self.dataset.dir}` (or data_prep folders/composition1k)"
+        self.dataset.require("fg", "bg", remedy=remedy)
+        fg, bg = self.dataset.samples("fg"), self.dataset.samples("bg")
+        if not fg or not bg:
+            raise DatasetError(f"{self.dataset.dir}: the fg/bg shards hold no samples; " + remedy)
+        self.device, self.device_id = resolve_device(device, rank)
+        self.batch_size, self.crop = batch_size, crop_size
+        self.num_threads = num_threads or default_threads()
+        iters = iterations_per_epoch or Sampler.default_iterations(len(fg), batch_size, world_size)
+        self.sampler = Sampler(fg, bg, batch_size=batch_size, crop=crop_size, rank=rank, world_size=world_size,
+                               seed=seed, iterations=iters, options=self.options)
+        self.iterations = iters
+        self.epoch = 0
+        self.skipped = 0                      # corrupt samples skipped (skip_corrupt=True)
+        self.last_keys: list[str] = []        # foreground keys of the batch yielded last
+        self._dev_kind = "cuda" if self.device.type == "cuda" else "cpu"
+        self._geometry = None
+        self._next_feed = 0                   # global iteration the geometry source yields next
+        self._next_out = 0                    # global iteration whose outputs come next
+        self._inflight: dict[int, BatchPlan] = {}
+        self._finish = finish_graph(batch_size, self.num_threads, self.device_id, self._dev_kind, crop_size)
+        self._finish.build()
+
+    def __len__(self) -> int:
+        return self.iterations
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the epoch the next pass yields (resuming at epoch e repeats its stream exactly)."""
+        self.epoch = int(epoch)
+
+    # -- geometry graph ---------------------------------------------------------------------------------------------
+    def _source(self):
+        plan = self.sampler.plan(self._next_feed)
+        self._inflight[self._next_feed] = plan
+        self._next_feed += 1
+        return tuple(plan.geometry)
+
+    def _start_geometry(self, iteration: int) -> None:
+        self._geometry = None
+        self._inflight.clear()
+        self._next_feed = self._next_out = iteration
+        self._geometry = geometry_graph(self.batch_size, self.num_threads, self.device_id, self._dev_kind,
+                                        self._source)
+        self._geometry.build()
+
+    def _fail(self, exc: Exception, plans: list[BatchPlan]) -> None:
+        """Turn a DALI failure into a DatasetError naming the member, or mark it skipped; re-raises otherwise."""
+        bad = [b for p in plans for b in find_corrupt(p)]
+        if not bad:
+            raise DatasetError(f"DALI failed on a batch of {self.dataset.dir} (keys "
+                               f"{[k for p in plans for k in p.keys]}): {exc}") from exc
+        if not self.options.skip_corrupt:
+            shard, key, member = bad[0]
+            raise DatasetError(f"{shard}: sample {key!r} has a corrupt {member} member that cannot be decoded "
+                               f"({len(bad)} bad member(s) in this batch); rerun data_prep, or pass "
+                               "skip_corrupt=True to skip and count such samples") from exc
+        for shard, key, member in bad:
+            if (shard, key) not in self.sampler.bad:
+                log.warning("skipping corrupt sample %s in %s (%s member)", key, shard, member)
+                self.sampler.bad.add((shard, key))
+                self.skipped += 1
+        self.sampler._slots.clear()
+
+    # -- iteration ---------------------------------------------------------------------------------------------------
+    def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
+        start = self.epoch * self.iterations
+        if self._geometry is None or self._next_out != start:
+            self._start_geometry(start)
+        i = 0
+        while i < self.iterations:
+            g = start + i
+            try:
+                alpha, a1, a2 = self._geometry.run()
+            except Exception as exc:  # noqa: BLE001 - DALI raises RuntimeError subclasses
+                plans = [self._inflight[k] for k in sorted(self._inflight)]
+                self._geometry = None
+                self._fail(exc, plans)
+                self._start_geometry(g)
+                continue
+            plan = self._inflight.pop(g)
+            self._next_out = g + 1
+            try:
+                batch = self._finish_batch(plan, alpha, a1, a2)
+            except DatasetError:
+                raise
+            except Exception as exc:  # noqa: BLE001
+                self._geometry = None
+                self._fail(exc, [plan])
+                self._start_geometry(g)
+                continue
+            self.last_keys = list(plan.keys)
+            i += 1
+            yield batch
+
+    def _finish_batch(self, plan: BatchPlan, alpha_tl, a1_tl, a2_tl) -> dict[str, torch.Tensor]:
+        crop, dev = self.crop, self.device
+        gen = torch.Generator().manual_seed(plan.crop_seed)
+        trimaps, crops, feeds = [], [], {n: [] for n in FINISH_INPUTS}
+        for j in range(len(plan.keys)):
+            alpha = to_torch(alpha_tl, j, dev)[..., 0]
+            trimap = make_trimap(alpha, *plan.erosion[j])
+            win = choose_crop(trimap, crop, self.options.min_unknown, gen)
+            trimaps.append(win.apply(trimap, crop))
+            a1 = to_torch(a1_tl, j, dev)
+            a2 = to_torch(a2_tl, j, dev)
+            hf, wf = plan.frames[j]
+            # crop pixel centre u (continuous) -> frame point -> source point of each foreground
+            to_frame = np.array([[win.scale_x, 0, win.left], [0, win.scale_y, win.top], [0, 0, 1.0]])
+            inv1, inv2 = plan.frame_inv[j]
+            by, bx = plan.bg_scale[j]
+            f1, f2, bgb = plan.fg_bytes[j]
+            ext = win.scale_y * crop, win.scale_x * crop
+            hue, su, vu = plan.colour[j]
+            feeds["fg1"].append(f1)
+            feeds["fg2"].append(f2)
+            feeds["bg"].append(bgb)
+            feeds["matrix1"].append((inv1 @ to_frame)[:2].astype(np.float32))
+            feeds["matrix2"].append((inv2 @ to_frame)[:2].astype(np.float32))
+            feeds["bg_roi_start"].append(np.array([win.top * by, win.left * bx], np.float32))
+            feeds["bg_roi_end"].append(np.array([(win.top + ext[0]) * by, (win.left + ext[1]) * bx], np.float32))
+            feeds["alpha1"].append(win.apply(a1, crop).contiguous())
+            feeds["alpha2"].append(win.apply(a2, crop).contiguous())
+            feeds["alpha"].append(win.apply(alpha, crop).unsqueeze(-1).contiguous())
+            feeds["combine"].append(np.float32(plan.combine[j]))
+            feeds["hue"].append(np.float32(hue))
+            feeds["sat_u"].append(np.float32(su))
+            feeds["val_u"].append(np.float32(vu))
+            feeds["jitter"].append(np.float32(self.options.hsv_jitter))
+        for name, data in feeds.items():
+            if dev.type == "cpu" and data and isinstance(data[0], torch.Tensor):
+                data = [d.numpy() for d in data]
+            self._finish.feed_input(name, data)
+        image, fg, bg, alpha = self._finish.run()
+        trimap = torch.stack(trimaps).unsqueeze(1).to(torch.float32) / 255.0
+        return {"image": batch_to_torch(image, dev), "fg": batch_to_torch(fg, dev), "bg": batch_to_torch(bg, dev),
+                "alpha": batch_to_torch(alpha, dev), "trimap": trimap}

@@ -1,0 +1,110 @@
+"""The two DALI graphs of the training loader. Which step runs where (same split on CPU and GPU):
+
+1. `geometry_graph` (DALI, prefetching ahead of the training step): decode the alpha PNGs of the foreground and of the
+   optional second foreground; one nearest-neighbour `warp_affine` per alpha applies, in a single resampling, the
+   resize of the second foreground to the first one's size, the random square resize (p 0.25), the random affine
+   (scale, shear, per-axis flips, rotation for large images), the horizontal flip and the upscaling of small images;
+   the combined alpha 1 - (1 - a1)(1 - a2) is computed with DALI arithmetic.
+2. torch, right after it on the same device (`trimap.py`, `crop.py`): trimap by elliptical erosion (DALI has no CPU
+   erode) and the choice of the crop centre among the unknown pixels (a data-dependent choice no DALI operator makes);
+   the alphas are cut to the crop.
+3. `finish_graph` (DALI): decode the foreground(s) and the background (each decoded once, here), warp the foregrounds
+   straight into the crop window (so colour work never touches pixels outside the crop), combine the two
+   foregrounds, HSV jitter of the foreground (DALI `hsv`, means over alpha > 0 with DALI reductions), background
+   upscale + crop as one cubic `resize` over the crop's region of interest, and the composite
+   image = fg * alpha + bg * (1 - alpha) with DALI arithmetic ops, in float (not re-quantised).
+
+All random parameters are drawn in Python from NumPy generators keyed by (seed, epoch, rank, world size, iteration) and
+fed through `external_source`, so the stream does not depend on thread scheduling. No Python callback runs per pixel.
+"""
+from __future__ import annotations
+
+from nvidia.dali import fn, pipeline_def, types
+from nvidia.dali.pipeline import Pipeline
+
+# Names of the inputs of the two graphs, in the order the loader feeds them.
+GEOMETRY_INPUTS = ("alpha1", "alpha2", "matrix1", "matrix2", "frame_size")
+FINISH_INPUTS = ("fg1", "fg2", "bg", "matrix1", "matrix2", "bg_roi_start", "bg_roi_end", "alpha1", "alpha2", "alpha",
+                 "combine", "hue", "sat_u", "val_u", "jitter")
+
+
+def _decoder_device(device: str) -> str:
+    return "mixed" if device == "cuda" else "cpu"
+
+
+def geometry_graph(batch_size: int, num_threads: int, device_id: int | None, device: str, source) -> Pipeline:
+    """Graph 1: alphas decoded and warped into the (upscaled) augmented frame; `source()` yields the input batches."""
+
+    @pipeline_def(batch_size=batch_size, num_threads=num_threads, device_id=device_id, prefetch_queue_depth=2,
+                  exec_dynamic=True)
+    def graph():
+        a1_bytes, a2_bytes, m1, m2, size = fn.external_source(source=source, num_outputs=len(GEOMETRY_INPUTS),
+                                                              batch=True)
+        dec = _decoder_device(device)
+        a1 = fn.decoders.image(a1_bytes, device=dec, output_type=types.GRAY)
+        a2 = fn.decoders.image(a2_bytes, device=dec, output_type=types.GRAY)
+        a1 = fn.warp_affine(a1, matrix=m1, size=size, interp_type=types.INTERP_NN, fill_value=0)
+        a2 = fn.warp_affine(a2, matrix=m2, size=size, interp_type=types.INTERP_NN, fill_value=0)
+        inv1 = 255.0 - fn.cast(a1, dtype=types.FLOAT)
+        inv2 = 255.0 - fn.cast(a2, dtype=types.FLOAT)
+        combined = fn.cast(255.0 - inv1 * inv2 / 255.0, dtype=types.UINT8)
+        return combined, a1, a2
+
+    return graph()
+
+
+def finish_graph(batch_size: int, num_threads: int, device_id: int | None, device: str, crop: int) -> Pipeline:
+    """Graph 3: foreground warp into the crop, combination, HSV jitter, background crop and the composite."""
+
+    @pipeline_def(batch_size=batch_size, num_threads=num_threads, device_id=device_id, prefetch_queue_depth=1,
+                  exec_dynamic=True)
+    def graph():
+        gpu = device == "cuda"
+        (fg1_b, fg2_b, bg_b, m1, m2, roi0, roi1, a1c, a2c, ac, combine, hue, sat_u, val_u, jitter) = [
+            fn.external_source(name=n, device="gpu" if gpu and n in ("alpha1", "alpha2", "alpha") else "cpu")
+            for n in FINISH_INPUTS]
+        dec = _decoder_device(device)
+        fg1 = fn.decoders.image(fg1_b, device=dec, output_type=types.RGB)
+        fg2 = fn.decoders.image(fg2_b, device=dec, output_type=types.RGB)
+        bg = fn.decoders.image(bg_b, device=dec, output_type=types.RGB)
+        f1 = fn.cast(fn.warp_affine(fg1, matrix=m1, size=[crop, crop], interp_type=types.INTERP_NN, fill_value=0),
+                     dtype=types.FLOAT)
+        f2 = fn.cast(fn.warp_affine(fg2, matrix=m2, size=[crop, crop], interp_type=types.INTERP_NN, fill_value=0),
+                     dtype=types.FLOAT)
+        a1 = fn.cast(a1c, dtype=types.FLOAT) / 255.0
+        a2 = fn.cast(a2c, dtype=types.FLOAT) / 255.0
+        alpha = fn.cast(ac, dtype=types.FLOAT) / 255.0
+        mixed = (f1 * a1 + f2 * (1.0 - a1) * a2) / (alpha + 1e-5)
+        fg = fn.cast(combine * mixed + (1.0 - combine) * f1, dtype=types.UINT8)  # rounds and saturates
+
+        # HSV jitter (spec step 6): shifts of saturation/value scaled by their means over alpha > 0, applied by
+        # DALI's `hsv` as multipliers that move each mean by the drawn shift; skipped where alpha is all zero.
+        fgf = fn.cast(fg, dtype=types.FLOAT)
+        vmax = fn.reductions.max(fgf, axes=[2])
+        vmin = fn.reductions.min(fgf, axes=[2])
+        sat = (vmax - vmin) / (vmax + 1e-6)
+        mask = fn.cast(fn.reshape(alpha, layout="HW", shape=[crop, crop]) > 0.0, dtype=types.FLOAT)
+        count = fn.reductions.sum(mask)
+        use = jitter * fn.cast(count > 0.0, dtype=types.FLOAT)
+        denom = count + 1e-6
+        s_mean = fn.reductions.sum(sat * mask) / denom
+        v_mean = fn.reductions.sum(vmax * mask) / denom / 255.0
+        s_mult = (s_mean + sat_u * (1.1 - s_mean) / 10.0) / (s_mean + 1e-6)
+        v_mult = (v_mean + val_u * (1.1 - v_mean) / 10.0) / (v_mean + 1e-6)
+        s_arg = use * s_mult + (1.0 - use)
+        v_arg = use * v_mult + (1.0 - use)
+        h_arg = hue * use
+        if gpu:  # operator arguments live on the CPU (the dynamic executor moves them)
+            s_arg, v_arg, h_arg = s_arg.cpu(), v_arg.cpu(), h_arg.cpu()
+        fg = fn.hsv(fg, hue=h_arg, saturation=s_arg, value=v_arg)
+
+        bgc = fn.resize(bg, size=[crop, crop], roi_start=roi0, roi_end=roi1, roi_relative=False,
+                        interp_type=types.INTERP_CUBIC, antialias=True)
+        fgf = fn.cast(fg, dtype=types.FLOAT)
+        bgf = fn.cast(bgc, dtype=types.FLOAT)
+        image = fgf * alpha + bgf * (1.0 - alpha)
+        chw = dict(perm=[2, 0, 1])
+        return (fn.transpose(image / 255.0, **chw), fn.transpose(fgf / 255.0, **chw),
+                fn.transpose(bgf / 255.0, **chw), fn.transpose(alpha, **chw))
+
+    return graph()

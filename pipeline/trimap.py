@@ -1,0 +1,87 @@
+"""Trimaps from alpha mattes by erosion with elliptical structuring elements, in torch on the alpha's device.
+
+DALI 2.4 has `experimental.erode` only on the GPU and the crop centre must be drawn from the resulting trimap (a
+data-dependent choice no DALI operator makes), so trimap generation runs in torch right after the geometry graph, on
+whichever device the batch is on (CPU or CUDA), and the same code serves both.
+
+Recipe (A2U_SPEC.md §4.2 step 4): definite foreground = alpha == 255 (alpha >= 1 - 1e-5 in 8 bits), definite
+background = alpha == 0; each is eroded with an ellipse of size k (k = 1 means no erosion); trimap = 255 on eroded
+foreground, 0 on eroded background, 128 elsewhere. Pixels outside the image count as inside the region (erosion does
+not eat in from the border), as with OpenCV's default border for `erode`.
+"""
+from __future__ import annotations
+
+import functools
+
+import torch
+
+
+@functools.lru_cache(maxsize=128)
+def ellipse_rows(size: int) -> tuple[tuple[int, int, int], ...]:
+    """Rows of a size x size elliptical structuring element as (dy, dx_low, dx_high) offsets from its anchor.
+
+    A pixel (i, j) belongs to the element when its centre lies in the ellipse inscribed in the size x size box; the
+    anchor is (size // 2, size // 2).
+    """
+    if size < 1:
+        raise ValueError(f"structuring element size must be >= 1, got {size}")
+    half = size / 2.0
+    centre = (size - 1) / 2.0
+    anchor = size // 2
+    rows = []
+    for i in range(size):
+        dy = i - centre
+        cols = [j for j in range(size) if (dy / half) ** 2 + ((j - centre) / half) ** 2 <= 1.0 + 1e-9]
+        if cols:
+            rows.append((i - anchor, cols[0] - anchor, cols[-1] - anchor))
+    return tuple(rows)
+
+
+def _row_min_runs(mask: torch.Tensor, longest: int) -> dict[int, torch.Tensor]:
+    """runs[L][.., x] = AND of mask[.., x : x + L] for powers of two L <= longest (True past the right edge)."""
+    runs = {1: mask}
+    length = 1
+    while length * 2 <= longest:
+        prev = runs[length]
+        shifted = torch.ones_like(prev)
+        shifted[..., : prev.shape[-1] - length] = prev[..., length:]
+        runs[length * 2] = prev & shifted
+        length *= 2
+    return runs
+
+
+def erode(mask: torch.Tensor, size: int) -> torch.Tensor:
+    """Binary erosion of a H x W bool mask with a size x size ellipse (outside the image counts as True)."""
+    if size <= 1:
+        return mask.clone()
+    rows = ellipse_rows(size)
+    pad = size
+    h, w = mask.shape
+    padded = torch.ones((h + 2 * pad, w + 2 * pad), dtype=torch.bool, device=mask.device)
+    padded[pad:pad + h, pad:pad + w] = mask
+    longest = max(hi - lo + 1 for _, lo, hi in rows)
+    runs = _row_min_runs(padded, longest)
+    horiz: dict[tuple[int, int], torch.Tensor] = {}
+    out = torch.ones((h, w), dtype=torch.bool, device=mask.device)
+    for dy, lo, hi in rows:
+        key = (lo, hi)
+        if key not in horiz:
+            length = hi - lo + 1
+            p = 1 << (length.bit_length() - 1)
+            run = runs[p]
+            # AND over x + lo .. x + hi = two overlapping power-of-two runs
+            a = run[:, pad + lo: pad + lo + w]
+            b = run[:, pad + hi - p + 1: pad + hi - p + 1 + w]
+            horiz[key] = a & b
+        out &= horiz[key][pad + dy: pad + dy + h]
+    return out
+
+
+def make_trimap(alpha: torch.Tensor, fg_size: int, bg_size: int) -> torch.Tensor:
+    """uint8 trimap (0/128/255) from a H x W uint8 alpha; erosion sizes for definite fg and bg regions."""
+    fg = erode(alpha == 255, fg_size)
+    bg = erode(alpha == 0, bg_size)
+    trimap = torch.full_like(alpha, 128)
+    trimap[fg] = 255
+    trimap[bg] = 0
+    return trimap
