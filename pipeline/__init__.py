@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from .dataset import DatasetError
+from .eval_loader import EvalLoader
 from .loader import TrainLoader
 from .options import AugmentOptions
 
@@ -16,4 +17,11 @@ def build_train_loader(dataset_dir, batch_size: int, crop_size: int, *, rank: in
                        composites=composites, **augment_options)
 
 
-__all__ = ["AugmentOptions", "DatasetError", "TrainLoader", "build_train_loader"]
+def build_eval_loader(dataset_dir, *, split: str = "test", rank: int = 0, world_size: int = 1, device: str = "cpu",
+                      num_threads: int | None = None) -> EvalLoader:
+    """Full-size test/val samples, batch 1, each exactly once across ranks; see pipeline/eval_loader.py."""
+    return EvalLoader(dataset_dir, split=split, rank=rank, world_size=world_size, device=device,
+                      num_threads=num_threads)
+
+
+__all__ = ["AugmentOptions", "DatasetError", "EvalLoader", "TrainLoader", "build_eval_loader", "build_train_loader"]
