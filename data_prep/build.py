@@ -1,0 +1,234 @@
+"""Turn a plan (a list of tasks per shard kind) into shards: resume, parallel encoding, manifest.
+
+A task is a small picklable description of one sample (which files or which synthetic index) plus a digest of
+everything that decides its bytes. Tasks are encoded in worker processes (`multiprocessing` pool, ordered
+`imap`) and written in plan order by the main process, so shard boundaries and contents are the same for any
+worker count and identical between an interrupted-then-resumed run and a clean one.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import multiprocessing as mp
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator
+
+from tqdm import tqdm
+
+from .images import BadInputError
+from .manifest import KINDS, MANIFEST, PROGRESS, read_state, write_manifest, write_progress
+from .shard_writer import RollingShardWriter, ShardRecord, index_path, plan_digest_of, sha256_file
+
+log = logging.getLogger(__name__)
+
+#: encoder registry: task.fn -> function(*task.args) -> sample dict (`__key__` + encoded member bytes)
+ENCODERS: dict[str, Callable[..., dict]] = {}
+
+
+def encoder(name: str):
+    """Register a sample encoder under `name` (tasks refer to encoders by name so they stay picklable)."""
+    def deco(fn):
+        ENCODERS[name] = fn
+        return fn
+    return deco
+
+
+@dataclass(frozen=True)
+class Task:
+    """One sample to produce: shard kind, encoder name, its arguments, and a digest for resume checks."""
+
+    kind: str
+    fn: str
+    args: tuple
+    digest: str
+
+
+def task_digest(*parts) -> str:
+    """Stable digest of JSON-able parts (paths, sizes, mtimes, seeds, options)."""
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:32]
+
+
+def file_fingerprint(path: Path) -> list:
+    """Path, size and mtime: cheap evidence that an input file has not changed since a shard was written."""
+    st = os.stat(path)
+    return [str(path), st.st_size, st.st_mtime_ns]
+
+
+class DatasetExistsError(RuntimeError):
+    """The output directory holds something else (other options, or unrelated files)."""
+
+
+@dataclass
+class BuildResult:
+    samples: int
+    shards: int
+    bytes: int
+    seconds: float
+    kept_shards: int
+    written_shards: int
+    skipped: list[dict]
+    up_to_date: bool
+
+    def summary(self) -> str:
+        state = "up to date, nothing rewritten" if self.up_to_date else (
+            f"{self.written_shards} shards written, {self.kept_shards} kept from an earlier run")
+        return (f"{self.samples} samples in {self.shards} shards, {self.bytes / 1e9:.3f} GB, "
+                f"{self.seconds:.1f} s ({state}; {len(self.skipped)} inputs skipped)")
+
+
+def _run_task(task: Task) -> tuple[str, dict | None, dict | None]:
+    """Worker side: encode one task; bad input comes back as data so the main process decides (stop or skip)."""
+    try:
+        return task.digest, ENCODERS[task.fn](*task.args), None
+    except BadInputError as exc:
+        return task.digest, None, {"path": exc.path, "problem": exc.problem, "kind": task.kind}
+
+
+def _worker_init() -> None:
+    import cv2
+
+    cv2.setNumThreads(1)  # parallelism comes from processes; OpenCV threads would oversubscribe the cores
+
+
+def _our_files(out_dir: Path) -> list[Path]:
+    pats = [f"{k}-*.tar" for k in KINDS] + [f"{k}-*.idx" for k in KINDS] + [".*.partial", ".*.tmp*"]
+    files = [p for pat in pats for p in out_dir.glob(pat)]
+    return files + [p for p in (out_dir / MANIFEST, out_dir / PROGRESS) if p.exists()]
+
+
+def prepare_out_dir(out_dir: Path, options: dict, overwrite: bool) -> dict | None:
+    """Create/inspect the output directory; return the resumable state (journal or manifest) or None."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for p in out_dir.glob(".*.partial"):  # leftovers of a killed run: never complete, always safe to drop
+        p.unlink()
+    state = read_state(out_dir)
+    if overwrite:
+        for p in _our_files(out_dir):
+            p.unlink()
+        return None
+    if state is not None:
+        if state["options"] != options:
+            diff = sorted(k for k in set(state["options"]) | set(options)
+                          if state["options"].get(k) != options.get(k))
+            raise DatasetExistsError(
+                f"{out_dir} holds a dataset made with different options ({', '.join(diff)} differ: "
+                f"{ {k: state['options'].get(k) for k in diff} } there vs { {k: options.get(k) for k in diff} } now); "
+                "use another --out or pass --overwrite")
+        return state
+    if any(out_dir.iterdir()):
+        raise DatasetExistsError(f"{out_dir} is not empty and holds no data_prep manifest; "
+                                 "use an empty directory or pass --overwrite")
+    return None
+
+
+def _resume_kind(out_dir: Path, kind: str, tasks: list[Task], entries: list[dict]) -> tuple[list[ShardRecord], int]:
+    """Keep the longest run of complete, checksum- and plan-matching shards of one kind; delete the rest."""
+    kept: list[ShardRecord] = []
+    pos = 0
+    by_name = {e["name"]: e for e in entries if e.get("kind") == kind}
+    i = 0
+    while True:
+        name = f"{kind}-{i:06d}.tar"
+        e = by_name.get(name)
+        if e is None:
+            break
+        rec = ShardRecord.from_entry(e)
+        path = out_dir / name
+        ok = (path.is_file() and index_path(path).is_file() and path.stat().st_size == rec.bytes
+              and pos + rec.tasks <= len(tasks)
+              and plan_digest_of([t.digest for t in tasks[pos:pos + rec.tasks]]) == rec.plan_digest
+              and sha256_file(path) == rec.sha256)
+        if not ok:
+            log.info("%s: not reusable (missing, changed or from a different plan); rewriting from here", name)
+            break
+        kept.append(rec)
+        pos += rec.tasks
+        i += 1
+    for p in list(out_dir.glob(f"{kind}-*.tar")) + list(out_dir.glob(f"{kind}-*.idx")):
+        try:
+            idx = int(p.stem.split("-", 1)[1])
+        except ValueError:
+            continue
+        if idx >= len(kept):
+            p.unlink()
+    return kept, pos
+
+
+def _iter_results(tasks: list[Task], workers: int) -> Iterator[tuple[str, dict | None, dict | None]]:
+    if workers <= 1 or len(tasks) <= 1:
+        _worker_init()
+        for t in tasks:
+            yield _run_task(t)
+        return
+    ctx = mp.get_context("fork")
+    chunk = max(1, min(8, len(tasks) // (workers * 8)))
+    with ctx.Pool(workers, initializer=_worker_init) as pool:
+        yield from pool.imap(_run_task, tasks, chunksize=chunk)
+
+
+def _all_skipped(planning: list[dict], records: list[ShardRecord]) -> list[dict]:
+    """Planning-time skips plus those recorded in each shard, without duplicates (a bad background can fail
+    both its own sample and the composites that use it)."""
+    seen, out = set(), []
+    for s in planning + [s for r in records for s in (r.skipped or [])]:
+        k = (s["path"], s["problem"], s.get("kind"))
+        if k not in seen:
+            seen.add(k)
+            out.append(s)
+    return out
+
+
+def build(out_dir: Path, options: dict, plan: dict[str, list[Task]], *, workers: int, shard_bytes: int,
+          skip_bad: bool, overwrite: bool, planning_skipped: list[dict] | None = None,
+          extra_manifest: dict | None = None) -> BuildResult:
+    """Write every kind's shards (resuming where possible), then the manifest; raise BadInputError unless skip_bad."""
+    t0 = time.time()
+    out_dir = Path(out_dir)
+    state = prepare_out_dir(out_dir, options, overwrite)
+    entries = state["shards"] if state else []
+    skipped: list[dict] = list(planning_skipped or [])
+    records: list[ShardRecord] = []
+    todo: list[tuple[str, list[Task], int]] = []
+    for kind in KINDS:
+        tasks = plan.get(kind, [])
+        kept, pos = _resume_kind(out_dir, kind, tasks, entries)
+        records.extend(kept)
+        if pos < len(tasks):
+            todo.append((kind, tasks[pos:], len(kept)))
+    kept_count = len(records)
+    if not todo and state is not None and state.get("_source") == MANIFEST and (out_dir / MANIFEST).is_file():
+        return BuildResult(sum(r.samples for r in records), len(records), sum(r.bytes for r in records),
+                           time.time() - t0, kept_count, 0, _all_skipped(skipped, records), True)
+
+    def journal(rec: ShardRecord) -> None:
+        records.append(rec)
+        write_progress(out_dir, options, [r.manifest_entry() for r in records])
+
+    write_progress(out_dir, options, [r.manifest_entry() for r in records])
+    total = sum(len(t) for _, t, _ in todo)
+    with tqdm(total=total, desc="encoding", unit="sample", disable=None) as bar:
+        for kind, tasks, start in todo:
+            writer = RollingShardWriter(out_dir, kind, shard_bytes, start_index=start, on_complete=journal)
+            try:
+                for digest, sample, bad in _iter_results(tasks, workers):
+                    bar.update(1)
+                    if bad is not None:
+                        if not skip_bad:
+                            raise BadInputError(bad["path"], bad["problem"])
+                        log.warning("skipping %s: %s", bad["path"], bad["problem"])
+                        writer.skip(digest, bad)
+                        continue
+                    writer.write(sample, digest)
+                writer.finish_shard()
+            except BaseException:
+                writer.abort()
+                raise
+    uniq = _all_skipped(skipped, records)
+    write_manifest(out_dir, options, [r.manifest_entry() for r in records], uniq, extra_manifest)
+    (out_dir / PROGRESS).unlink(missing_ok=True)
+    return BuildResult(sum(r.samples for r in records), len(records), sum(r.bytes for r in records),
+                       time.time() - t0, kept_count, len(records) - kept_count, uniq, False)
