@@ -35,15 +35,20 @@ _NUM_WARPS = 4
 
 
 # ----------------------------------------------------------------------------------------------- backend selection
-@functools.cache
+_TRITON_OK: bool | None = None  # a plain global, not functools.cache, so torch.compile traces the check cheaply
+
+
 def triton_available() -> bool:
     """True when `triton` imports (it is optional: CPU-only installs may lack it)."""
-    try:
-        import triton  # noqa: F401
-    except Exception as exc:  # ImportError, or a broken install raising at import
-        log.info("triton unavailable (%s): A2U ops use the reference PyTorch path", exc)
-        return False
-    return True
+    global _TRITON_OK
+    if _TRITON_OK is None:
+        try:
+            import triton  # noqa: F401
+            _TRITON_OK = True
+        except Exception as exc:  # ImportError, or a broken install raising at import
+            log.info("triton unavailable (%s): A2U ops use the reference PyTorch path", exc)
+            _TRITON_OK = False
+    return _TRITON_OK
 
 
 def _interpret_mode() -> bool:
@@ -151,6 +156,13 @@ def _down_pad(kernel_size: int) -> int:
 
 
 # ----------------------------------------------------------------------------------------------- launchers
+def _acc(x: Tensor, m: Tensor):
+    """Accumulator dtype: fp32, or fp64 when either input is fp64 (keeps float64 checks exact)."""
+    import triton.language as tl
+
+    return tl.float64 if torch.float64 in (x.dtype, m.dtype) else tl.float32
+
+
 def _up_forward(features: Tensor, kernels: Tensor, k: int, groups: int, scale: int) -> Tensor:
     _check_launchable(features)
     x, m = features.contiguous(), kernels.contiguous()
@@ -163,7 +175,7 @@ def _up_forward(features: Tensor, kernels: Tensor, k: int, groups: int, scale: i
     nt, radius = _up_taps(k)
     grid = (-(-(h * scale * w * scale) // block_p), n * groups * n_cblk)
     _kernels().up_fwd_kernel[grid](x, m, out, c, cg, groups, h, w, n_cblk, K=k, NT=nt, R=radius, S=scale,
-                                   BLOCK_C=block_c, BLOCK_P=block_p, num_warps=_NUM_WARPS)
+                                   BLOCK_C=block_c, BLOCK_P=block_p, ACC=_acc(x, m), num_warps=_NUM_WARPS)
     return out
 
 
@@ -183,12 +195,12 @@ def _up_backward(grad_out: Tensor, features: Tensor, kernels: Tensor, k: int, gr
         block_c, block_p, n_cblk = _tile(cg)
         grid = (-(-(h * w) // block_p), n * groups * n_cblk)
         mod.up_grad_x_kernel[grid](go, m, gx, c, cg, groups, h, w, n_cblk, K=k, NT=nt, R=radius, S=scale,
-                                   BLOCK_C=block_c, BLOCK_P=block_p, num_warps=_NUM_WARPS)
+                                   BLOCK_C=block_c, BLOCK_P=block_p, ACC=_acc(x, m), num_warps=_NUM_WARPS)
     if need_m:
         k2p, block_p = _tile_m(k)
         grid = (-(-(h * scale * w * scale) // block_p), n * groups)
         mod.up_grad_m_kernel[grid](x, go, gm, c, cg, groups, h, w, K=k, NT=nt, R=radius, S=scale,
-                                   K2P=k2p, BLOCK_P=block_p, num_warps=_NUM_WARPS)
+                                   K2P=k2p, BLOCK_P=block_p, ACC=_acc(x, m), num_warps=_NUM_WARPS)
     return gx, gm
 
 
@@ -203,7 +215,7 @@ def _down_forward(features: Tensor, kernels: Tensor, k: int, groups: int, scale:
     block_c, block_p, n_cblk = _tile(cg)
     grid = (-(-((hh // scale) * (ww // scale)) // block_p), n * groups * n_cblk)
     _kernels().down_fwd_kernel[grid](x, m, out, c, cg, groups, hh, ww, n_cblk, K=k, PAD=_down_pad(k), S=scale,
-                                     BLOCK_C=block_c, BLOCK_P=block_p, num_warps=_NUM_WARPS)
+                                     BLOCK_C=block_c, BLOCK_P=block_p, ACC=_acc(x, m), num_warps=_NUM_WARPS)
     return out
 
 
@@ -223,12 +235,13 @@ def _down_backward(grad_out: Tensor, features: Tensor, kernels: Tensor, k: int, 
         block_c, block_p, n_cblk = _tile(cg)
         grid = (-(-(hh * ww) // block_p), n * groups * n_cblk)
         mod.down_grad_x_kernel[grid](go, m, gx, c, cg, groups, hh, ww, n_cblk, K=k, PAD=pad, S=scale,
-                                     KS=-(-k // scale), BLOCK_C=block_c, BLOCK_P=block_p, num_warps=_NUM_WARPS)
+                                     KS=-(-k // scale), BLOCK_C=block_c, BLOCK_P=block_p, ACC=_acc(x, m),
+                                     num_warps=_NUM_WARPS)
     if need_m:
         k2p, block_p = _tile_m(k)
         grid = (-(-((hh // scale) * (ww // scale)) // block_p), n * groups)
         mod.down_grad_m_kernel[grid](x, go, gm, c, cg, groups, hh, ww, K=k, PAD=pad, S=scale,
-                                     K2P=k2p, BLOCK_P=block_p, num_warps=_NUM_WARPS)
+                                     K2P=k2p, BLOCK_P=block_p, ACC=_acc(x, m), num_warps=_NUM_WARPS)
     return gx, gm
 
 

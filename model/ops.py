@@ -276,8 +276,14 @@ def _select_fast_path(op: str, features: torch.Tensor) -> Optional[_Op]:
 
     ``op`` is ``"upsample"`` or ``"downsample"``. Return a callable with the reference signature
     ``(features, kernels, kernel_size, groups, scale)`` that matches the reference within dtype rounding, or
-    ``None`` to use the reference. Nothing is registered yet, so every call takes the reference path.
+    ``None`` to use the reference.
     """
+    # --- fused Triton path (issue 6; model/fused_ops.py). A2U_OPS_BACKEND=auto|fused|reference; auto = fused on
+    # CUDA when triton imports, the reference everywhere else. ---
+    from model import fused_ops
+
+    if fused_ops.select_backend(features) == "fused":
+        return fused_ops.fused_upsample if op == "upsample" else fused_ops.fused_downsample
     return None
 
 

@@ -6,7 +6,8 @@ that sums its inputs in a fixed order, so results are bitwise reproducible run t
 
 Layout contract (checked by the callers in `model/fused_ops.py`): all tensors contiguous NCHW; kernel maps
 group-major (channel g·k² + i·k + j); channel c belongs to group c // (C/G). Loads are in the tensors' own dtypes,
-arithmetic in fp32, stores cast to the destination's dtype. Offsets of whole planes are int64 (no 2³¹ overflow).
+arithmetic in `ACC` (fp32; fp64 for fp64 inputs), stores cast to the destination's dtype. Offsets of whole planes
+are int64 (no 2³¹ overflow).
 
 Only non-negative integers are ever divided (`//`, `%`): compiled Triton truncates, the interpreter floors, and the two
 only agree on non-negative operands.
@@ -23,7 +24,7 @@ import triton.language as tl
 @triton.jit
 def up_fwd_kernel(x_ptr, m_ptr, out_ptr, C, CG, G, h, w, n_cblk,
                   K: tl.constexpr, NT: tl.constexpr, R: tl.constexpr, S: tl.constexpr,
-                  BLOCK_C: tl.constexpr, BLOCK_P: tl.constexpr):
+                  BLOCK_C: tl.constexpr, BLOCK_P: tl.constexpr, ACC: tl.constexpr):
     """out[n,c,Y,X] = Σ_{i,j<NT} m[n, g·K²+i·K+j, Y, X] · x[n, c, Y//S+i−R, X//S+j−R] (zeros outside)."""
     pid_p = tl.program_id(0)
     pid_q = tl.program_id(1).to(tl.int64)
@@ -47,17 +48,17 @@ def up_fwd_kernel(x_ptr, m_ptr, out_ptr, C, CG, G, h, w, n_cblk,
     px = X // S
     m_base = m_ptr + (n * G + g) * (K * K) * HW
 
-    acc = tl.zeros((BLOCK_C, BLOCK_P), dtype=tl.float32)
+    acc = tl.zeros((BLOCK_C, BLOCK_P), dtype=ACC)
     for i in tl.static_range(NT):
         yy = py + (i - R)
         vy = pmask & (yy >= 0) & (yy < h)
         for j in tl.static_range(NT):
             xx = px + (j - R)
             valid = vy & (xx >= 0) & (xx < w)
-            mv = tl.load(m_base + (i * K + j) * HW + offs_p, mask=valid, other=0.0).to(tl.float32)
+            mv = tl.load(m_base + (i * K + j) * HW + offs_p, mask=valid, other=0.0).to(ACC)
             src = yy * w + xx
             xv = tl.load(x_ptr + chan[:, None] * hw + src[None, :], mask=cmask[:, None] & valid[None, :],
-                         other=0.0).to(tl.float32)
+                         other=0.0).to(ACC)
             acc += xv * mv[None, :]
     out_ptrs = out_ptr + chan[:, None] * HW + offs_p[None, :]
     tl.store(out_ptrs, acc.to(out_ptr.dtype.element_ty), mask=cmask[:, None] & pmask[None, :])
@@ -66,7 +67,7 @@ def up_fwd_kernel(x_ptr, m_ptr, out_ptr, C, CG, G, h, w, n_cblk,
 @triton.jit
 def up_grad_x_kernel(go_ptr, m_ptr, gx_ptr, C, CG, G, h, w, n_cblk,
                      K: tl.constexpr, NT: tl.constexpr, R: tl.constexpr, S: tl.constexpr,
-                     BLOCK_C: tl.constexpr, BLOCK_P: tl.constexpr):
+                     BLOCK_C: tl.constexpr, BLOCK_P: tl.constexpr, ACC: tl.constexpr):
     """gx[n,c,p,q] = Σ over taps (i,j) and children (a,b) of parent (p−i+R, q−j+R): m·go (gather, no atomics)."""
     pid_p = tl.program_id(0)
     pid_q = tl.program_id(1).to(tl.int64)
@@ -88,7 +89,7 @@ def up_grad_x_kernel(go_ptr, m_ptr, gx_ptr, C, CG, G, h, w, n_cblk,
     xx = offs_p % w
     m_base = m_ptr + (n * G + g) * (K * K) * HW
 
-    acc = tl.zeros((BLOCK_C, BLOCK_P), dtype=tl.float32)
+    acc = tl.zeros((BLOCK_C, BLOCK_P), dtype=ACC)
     for i in tl.static_range(NT):
         py = yy + (R - i)
         vy = pmask & (py >= 0) & (py < h)
@@ -98,9 +99,9 @@ def up_grad_x_kernel(go_ptr, m_ptr, gx_ptr, C, CG, G, h, w, n_cblk,
             for a in tl.static_range(S):
                 for b in tl.static_range(S):
                     dst = (py * S + a) * W + (px * S + b)
-                    mv = tl.load(m_base + (i * K + j) * HW + dst, mask=valid, other=0.0).to(tl.float32)
+                    mv = tl.load(m_base + (i * K + j) * HW + dst, mask=valid, other=0.0).to(ACC)
                     gv = tl.load(go_ptr + chan[:, None] * HW + dst[None, :], mask=cmask[:, None] & valid[None, :],
-                                 other=0.0).to(tl.float32)
+                                 other=0.0).to(ACC)
                     acc += gv * mv[None, :]
     gx_ptrs = gx_ptr + chan[:, None] * hw + offs_p[None, :]
     tl.store(gx_ptrs, acc.to(gx_ptr.dtype.element_ty), mask=cmask[:, None] & pmask[None, :])
@@ -109,7 +110,7 @@ def up_grad_x_kernel(go_ptr, m_ptr, gx_ptr, C, CG, G, h, w, n_cblk,
 @triton.jit
 def up_grad_m_kernel(x_ptr, go_ptr, gm_ptr, C, CG, G, h, w,
                      K: tl.constexpr, NT: tl.constexpr, R: tl.constexpr, S: tl.constexpr,
-                     K2P: tl.constexpr, BLOCK_P: tl.constexpr):
+                     K2P: tl.constexpr, BLOCK_P: tl.constexpr, ACC: tl.constexpr):
     """gm[n, g·K²+t, Y, X] = Σ_{c in g} x̃[n,c, Y//S+i−R, X//S+j−R] · go[n,c,Y,X]; one program owns each element."""
     pid_p = tl.program_id(0)
     ng = tl.program_id(1).to(tl.int64)
@@ -134,11 +135,11 @@ def up_grad_m_kernel(x_ptr, go_ptr, gm_ptr, C, CG, G, h, w,
     src = yy * w + xx
 
     chan0 = n * C + g * CG
-    acc = tl.zeros((K2P, BLOCK_P), dtype=tl.float32)
+    acc = tl.zeros((K2P, BLOCK_P), dtype=ACC)
     for c in range(CG):
         ch = chan0 + c
-        gv = tl.load(go_ptr + ch * HW + offs_p, mask=pmask, other=0.0).to(tl.float32)
-        xv = tl.load(x_ptr + ch * hw + src, mask=valid, other=0.0).to(tl.float32)
+        gv = tl.load(go_ptr + ch * HW + offs_p, mask=pmask, other=0.0).to(ACC)
+        xv = tl.load(x_ptr + ch * hw + src, mask=valid, other=0.0).to(ACC)
         acc += xv * gv[None, :]
     gm_ptrs = gm_ptr + ((n * G + g) * (K * K) + t[:, None]) * HW + offs_p[None, :]
     tl.store(gm_ptrs, acc.to(gm_ptr.dtype.element_ty), mask=(t < K * K)[:, None] & pmask[None, :])
@@ -147,7 +148,7 @@ def up_grad_m_kernel(x_ptr, go_ptr, gm_ptr, C, CG, G, h, w,
 @triton.jit
 def down_fwd_kernel(x_ptr, m_ptr, out_ptr, C, CG, G, H, W, n_cblk,
                     K: tl.constexpr, PAD: tl.constexpr, S: tl.constexpr,
-                    BLOCK_C: tl.constexpr, BLOCK_P: tl.constexpr):
+                    BLOCK_C: tl.constexpr, BLOCK_P: tl.constexpr, ACC: tl.constexpr):
     """out[n,c,y,x] = Σ_{i,j<K} m[n, g·K²+i·K+j, y, x] · x[n, c, S·y+i−PAD, S·x+j−PAD] (zeros outside)."""
     pid_p = tl.program_id(0)
     pid_q = tl.program_id(1).to(tl.int64)
@@ -169,17 +170,17 @@ def down_fwd_kernel(x_ptr, m_ptr, out_ptr, C, CG, G, H, W, n_cblk,
     ox = offs_p % Wo
     m_base = m_ptr + (n * G + g) * (K * K) * HWo
 
-    acc = tl.zeros((BLOCK_C, BLOCK_P), dtype=tl.float32)
+    acc = tl.zeros((BLOCK_C, BLOCK_P), dtype=ACC)
     for i in tl.static_range(K):
         yy = oy * S + (i - PAD)
         vy = pmask & (yy >= 0) & (yy < H)
         for j in tl.static_range(K):
             xx = ox * S + (j - PAD)
             valid = vy & (xx >= 0) & (xx < W)
-            mv = tl.load(m_base + (i * K + j) * HWo + offs_p, mask=valid, other=0.0).to(tl.float32)
+            mv = tl.load(m_base + (i * K + j) * HWo + offs_p, mask=valid, other=0.0).to(ACC)
             src = yy * W + xx
             xv = tl.load(x_ptr + chan[:, None] * HW + src[None, :], mask=cmask[:, None] & valid[None, :],
-                         other=0.0).to(tl.float32)
+                         other=0.0).to(ACC)
             acc += xv * mv[None, :]
     out_ptrs = out_ptr + chan[:, None] * HWo + offs_p[None, :]
     tl.store(out_ptrs, acc.to(out_ptr.dtype.element_ty), mask=cmask[:, None] & pmask[None, :])
@@ -188,7 +189,7 @@ def down_fwd_kernel(x_ptr, m_ptr, out_ptr, C, CG, G, H, W, n_cblk,
 @triton.jit
 def down_grad_x_kernel(go_ptr, m_ptr, gx_ptr, C, CG, G, H, W, n_cblk,
                        K: tl.constexpr, PAD: tl.constexpr, S: tl.constexpr, KS: tl.constexpr,
-                       BLOCK_C: tl.constexpr, BLOCK_P: tl.constexpr):
+                       BLOCK_C: tl.constexpr, BLOCK_P: tl.constexpr, ACC: tl.constexpr):
     """gx[n,c,p,q] = Σ over the ≤ ⌈K/S⌉² outputs (y,x) whose window holds (p,q): m[tap(p−S·y+PAD, q−S·x+PAD)] · go."""
     pid_p = tl.program_id(0)
     pid_q = tl.program_id(1).to(tl.int64)
@@ -212,7 +213,7 @@ def down_grad_x_kernel(go_ptr, m_ptr, gx_ptr, C, CG, G, H, W, n_cblk,
     base_x = rx // S
     m_base = m_ptr + (n * G + g) * (K * K) * HWo
 
-    acc = tl.zeros((BLOCK_C, BLOCK_P), dtype=tl.float32)
+    acc = tl.zeros((BLOCK_C, BLOCK_P), dtype=ACC)
     for dy in tl.static_range(KS):
         oy = base_y - dy
         ti = ry - oy * S
@@ -222,9 +223,9 @@ def down_grad_x_kernel(go_ptr, m_ptr, gx_ptr, C, CG, G, H, W, n_cblk,
             tj = rx - ox * S
             valid = vy & (ox >= 0) & (ox < Wo) & (tj < K)
             dst = oy * Wo + ox
-            mv = tl.load(m_base + (ti * K + tj) * HWo + dst, mask=valid, other=0.0).to(tl.float32)
+            mv = tl.load(m_base + (ti * K + tj) * HWo + dst, mask=valid, other=0.0).to(ACC)
             gv = tl.load(go_ptr + chan[:, None] * HWo + dst[None, :], mask=cmask[:, None] & valid[None, :],
-                         other=0.0).to(tl.float32)
+                         other=0.0).to(ACC)
             acc += gv * mv[None, :]
     gx_ptrs = gx_ptr + chan[:, None] * HW + offs_p[None, :]
     tl.store(gx_ptrs, acc.to(gx_ptr.dtype.element_ty), mask=cmask[:, None] & pmask[None, :])
@@ -233,7 +234,7 @@ def down_grad_x_kernel(go_ptr, m_ptr, gx_ptr, C, CG, G, H, W, n_cblk,
 @triton.jit
 def down_grad_m_kernel(x_ptr, go_ptr, gm_ptr, C, CG, G, H, W,
                        K: tl.constexpr, PAD: tl.constexpr, S: tl.constexpr,
-                       K2P: tl.constexpr, BLOCK_P: tl.constexpr):
+                       K2P: tl.constexpr, BLOCK_P: tl.constexpr, ACC: tl.constexpr):
     """gm[n, g·K²+t, y, x] = Σ_{c in g} x̃[n,c, S·y+i−PAD, S·x+j−PAD] · go[n,c,y,x]; one program owns each element."""
     pid_p = tl.program_id(0)
     ng = tl.program_id(1).to(tl.int64)
@@ -258,11 +259,11 @@ def down_grad_m_kernel(x_ptr, go_ptr, gm_ptr, C, CG, G, H, W,
     src = yy * W + xx
 
     chan0 = n * C + g * CG
-    acc = tl.zeros((K2P, BLOCK_P), dtype=tl.float32)
+    acc = tl.zeros((K2P, BLOCK_P), dtype=ACC)
     for c in range(CG):
         ch = chan0 + c
-        gv = tl.load(go_ptr + ch * HWo + offs_p, mask=pmask, other=0.0).to(tl.float32)
-        xv = tl.load(x_ptr + ch * HW + src, mask=valid, other=0.0).to(tl.float32)
+        gv = tl.load(go_ptr + ch * HWo + offs_p, mask=pmask, other=0.0).to(ACC)
+        xv = tl.load(x_ptr + ch * HW + src, mask=valid, other=0.0).to(ACC)
         acc += xv * gv[None, :]
     gm_ptrs = gm_ptr + ((n * G + g) * (K * K) + t[:, None]) * HWo + offs_p[None, :]
     tl.store(gm_ptrs, acc.to(gm_ptr.dtype.element_ty), mask=tmask[:, None] & pmask[None, :])

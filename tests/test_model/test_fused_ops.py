@@ -1,0 +1,308 @@
+"""Fused Triton A2U reassembly kernels against the reference (`model.ops`) and naive loops of A2U_SPEC.md §2.
+
+Without a GPU the kernels run in Triton's CPU interpreter (`TRITON_INTERPRET=1`, set below before anything imports
+the kernels); with a GPU the same tests run on CUDA with compiled kernels. Shapes are tiny so the interpreter is quick.
+"""
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+if not torch.cuda.is_available():
+    os.environ["TRITON_INTERPRET"] = "1"  # must precede the first import of model.triton_kernels
+
+pytest.importorskip("triton")
+
+from model import fused_ops  # noqa: E402
+from model.fused_ops import fused_downsample, fused_upsample  # noqa: E402
+from model.ops import a2u_downsample, a2u_upsample, reference_downsample, reference_upsample  # noqa: E402
+
+DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+
+
+# ------------------------------------------------------------------------------------------------ naive formulas
+def naive_upsample(x: torch.Tensor, m: torch.Tensor, k: int, groups: int, r: int) -> torch.Tensor:
+    """§2.1 written as loops over output pixels and taps (vectorised over batch and the group's channels)."""
+    n, c, h, w = x.shape
+    radius, cg = (k - 1) // 2, c // groups
+    out = x.new_zeros(n, c, h * r, w * r)
+    for big_y in range(h * r):
+        for big_x in range(w * r):
+            for i in range(2 * radius + 1):
+                for j in range(2 * radius + 1):
+                    py, px = big_y // r + i - radius, big_x // r + j - radius
+                    if 0 <= py < h and 0 <= px < w:
+                        for g in range(groups):
+                            sl = slice(g * cg, (g + 1) * cg)
+                            out[:, sl, big_y, big_x] += m[:, g * k * k + i * k + j, big_y, big_x, None] * x[:, sl, py, px]
+    return out
+
+
+def naive_downsample(x: torch.Tensor, m: torch.Tensor, k: int, groups: int, r: int) -> torch.Tensor:
+    """§2.2 written as loops over output pixels and taps."""
+    n, c, big_h, big_w = x.shape
+    offset, cg = ((k - 2) // 2 if k % 2 == 0 else (k - 1) // 2), c // groups
+    out = x.new_zeros(n, c, big_h // r, big_w // r)
+    for y in range(big_h // r):
+        for xx in range(big_w // r):
+            for i in range(k):
+                for j in range(k):
+                    py, px = r * y + i - offset, r * xx + j - offset
+                    if 0 <= py < big_h and 0 <= px < big_w:
+                        for g in range(groups):
+                            sl = slice(g * cg, (g + 1) * cg)
+                            out[:, sl, y, xx] += m[:, g * k * k + i * k + j, y, xx, None] * x[:, sl, py, px]
+    return out
+
+
+def _inputs(shape_x, shape_m, dtype=torch.float32, seed=0, device=DEVICE):
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn(shape_x, generator=gen, dtype=torch.float64)
+    m = torch.randn(shape_m, generator=gen, dtype=torch.float64)
+    return x.to(device, dtype), m.to(device, dtype)
+
+
+def _run(op, x, m, k, groups, r, upstream):
+    """Output and both gradients of `op` for fresh leaves copied from (x, m)."""
+    xl, ml = x.clone().requires_grad_(), m.clone().requires_grad_()
+    out = op(xl, ml, k, groups, r)
+    gx, gm = torch.autograd.grad(out, (xl, ml), upstream.to(out.dtype))
+    return out.detach(), gx, gm
+
+
+# (n, c, h, w, k, groups, r): borders everywhere, maps smaller than the kernel, G = 1/2, r = 2/3
+UP_CASES = [
+    (2, 4, 4, 3, 3, 1, 2),
+    (1, 4, 3, 3, 3, 2, 2),
+    (1, 4, 2, 3, 3, 2, 3),    # scale 3
+    (1, 2, 1, 2, 3, 1, 2),    # map smaller than the kernel
+    (1, 4, 2, 2, 5, 2, 2),    # 2×2 map, 5×5 kernel
+    (1, 3, 2, 3, 1, 1, 2),    # k = 1, odd channel count
+]
+DOWN_CASES = [
+    (2, 4, 6, 8, 6, 1, 2),
+    (1, 4, 6, 4, 6, 2, 2),
+    (1, 4, 6, 9, 6, 2, 3),    # scale 3
+    (1, 2, 2, 4, 6, 1, 2),    # map smaller than the kernel
+    (1, 3, 4, 4, 4, 1, 2),    # k = 4, odd channel count
+    (1, 2, 4, 6, 3, 1, 2),    # odd k (centred window)
+]
+
+
+def _up_shapes(n, c, h, w, k, groups, r):
+    return (n, c, h, w), (n, groups * k * k, h * r, w * r)
+
+
+def _down_shapes(n, c, big_h, big_w, k, groups, r):
+    return (n, c, big_h, big_w), (n, groups * k * k, big_h // r, big_w // r)
+
+
+@pytest.mark.parametrize("case", UP_CASES, ids=str)
+def test_upsample_fp64_equals_naive_and_reference(case):
+    n, c, h, w, k, groups, r = case
+    x, m = _inputs(*_up_shapes(*case), dtype=torch.float64, seed=sum(case))
+    upstream = torch.randn((n, c, h * r, w * r), dtype=torch.float64, device=DEVICE)
+    fused = _run(fused_upsample, x, m, k, groups, r, upstream)
+    for other in (naive_upsample, reference_upsample):
+        expected = _run(other, x, m, k, groups, r, upstream)
+        for got, want in zip(fused, expected):
+            torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("case", DOWN_CASES, ids=str)
+def test_downsample_fp64_equals_naive_and_reference(case):
+    n, c, big_h, big_w, k, groups, r = case
+    x, m = _inputs(*_down_shapes(*case), dtype=torch.float64, seed=sum(case))
+    upstream = torch.randn((n, c, big_h // r, big_w // r), dtype=torch.float64, device=DEVICE)
+    fused = _run(fused_downsample, x, m, k, groups, r, upstream)
+    for other in (naive_downsample, reference_downsample):
+        expected = _run(other, x, m, k, groups, r, upstream)
+        for got, want in zip(fused, expected):
+            torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+
+
+# fp32 accumulates in fp32 like the reference; bf16/fp16 are read in their dtype and accumulated in fp32, so the
+# fused result is at least as close to float64 truth as the reference's (which also accumulates in fp32).
+@pytest.mark.parametrize("dtype,tol", [(torch.float32, 1e-5), (torch.bfloat16, 2e-2), (torch.float16, 2e-3)],
+                         ids=["fp32", "bf16", "fp16"])
+@pytest.mark.parametrize("op,ref,shapes,case", [
+    (fused_upsample, reference_upsample, _up_shapes, (2, 8, 5, 4, 3, 2, 2)),
+    (fused_downsample, reference_downsample, _down_shapes, (2, 8, 8, 6, 6, 2, 2)),
+], ids=["up", "down"])
+def test_low_precision_within_tolerance(op, ref, shapes, case, dtype, tol):
+    n, c, _, _, k, groups, r = case
+    x64, m64 = _inputs(*shapes(*case), dtype=torch.float64, seed=3)
+    m64 = m64.abs() / 4  # kernel-like weights (positive, ~sum-to-one scale) so the relative check is meaningful
+    truth_out = ref(x64, m64, k, groups, r)
+    upstream = torch.randn(truth_out.shape, dtype=torch.float64, device=DEVICE)
+    truth = _run(ref, x64, m64, k, groups, r, upstream)
+    x, m = x64.to(dtype), m64.to(dtype)
+    got = _run(op, x, m, k, groups, r, upstream.to(dtype))
+    reference = _run(ref, x, m, k, groups, r, upstream.to(dtype))
+    # Triton's CPU interpreter converts fp32 → bf16 by truncation (compiled kernels round to nearest even), which
+    # doubles the final rounding error; allow for that only there.
+    slack = 3.0 if (dtype == torch.bfloat16 and DEVICE == "cpu") else 1.5
+    for g, want, theirs in zip(got, truth, reference):
+        assert g.dtype == dtype
+        assert torch.isfinite(g).all()
+        err = ((g.double() - want).norm() / want.norm()).item()
+        ref_err = ((theirs.double() - want).norm() / want.norm()).item()
+        assert err <= tol, f"relative error {err:.3g} > {tol}"
+        assert err <= slack * ref_err + 1e-7, f"fused error {err:.3g} worse than reference {ref_err:.3g}"
+
+
+@pytest.mark.parametrize("which", ["up", "down"])
+def test_nan_propagates_like_the_reference(which):
+    """A NaN in the input must reach exactly the outputs (and gradients) that read it: NaN never passes silently."""
+    if which == "up":
+        case, op, ref, shapes = (1, 2, 4, 4, 3, 1, 2), fused_upsample, reference_upsample, _up_shapes
+    else:
+        case, op, ref, shapes = (1, 2, 8, 8, 6, 1, 2), fused_downsample, reference_downsample, _down_shapes
+    n, c, _, _, k, groups, r = case
+    x, m = _inputs(*shapes(*case), seed=5)
+    x[0, 1, 2, 1] = float("nan")
+    m[0, 3, 1, 2] = float("nan")
+    out = op(x, m, k, groups, r)
+    want = ref(x, m, k, groups, r)
+    assert torch.isnan(out).any()
+    assert torch.equal(torch.isnan(out), torch.isnan(want))
+    finite = ~torch.isnan(want)
+    torch.testing.assert_close(out[finite], want[finite], rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("which", ["up", "down"])
+def test_backward_is_bitwise_deterministic(which):
+    if which == "up":
+        case, op, shapes = (2, 16, 6, 5, 3, 1, 2), fused_upsample, _up_shapes
+    else:
+        case, op, shapes = (2, 16, 10, 8, 6, 1, 2), fused_downsample, _down_shapes
+    n, c, _, _, k, groups, r = case
+    x, m = _inputs(*shapes(*case), seed=7)
+    upstream = torch.randn_like(op(x, m, k, groups, r))
+    first = _run(op, x, m, k, groups, r, upstream)
+    second = _run(op, x, m, k, groups, r, upstream)
+    for a, b in zip(first, second):
+        assert torch.equal(a, b)
+
+
+def test_gradient_of_one_argument_only():
+    x, m = _inputs((1, 4, 3, 3), (1, 9, 6, 6), seed=9)
+    ml = m.clone().requires_grad_()
+    out = fused_upsample(x, ml, 3, 1, 2)
+    (gm,) = torch.autograd.grad(out.sum(), (ml,))
+    xl = x.clone().requires_grad_()
+    (gx,) = torch.autograd.grad(fused_upsample(xl, m, 3, 1, 2).sum(), (xl,))
+    _, want_gx, want_gm = _run(reference_upsample, x, m, 3, 1, 2, torch.ones_like(out))
+    torch.testing.assert_close(gm, want_gm, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(gx, want_gx, rtol=1e-5, atol=1e-5)
+
+
+def test_non_contiguous_and_mixed_dtype_inputs():
+    """Channels-last / sliced inputs are made contiguous; fp32 kernels with bf16 features (the autocast layout)."""
+    x, m = _inputs((1, 4, 4, 4), (1, 9, 8, 8), seed=11)
+    x_cl = x.to(memory_format=torch.channels_last)
+    torch.testing.assert_close(fused_upsample(x_cl, m, 3, 1, 2), reference_upsample(x, m, 3, 1, 2))
+    xb = x.to(torch.bfloat16)
+    out = fused_upsample(xb, m, 3, 1, 2)
+    assert out.dtype == torch.bfloat16
+    torch.testing.assert_close(out.float(), reference_upsample(xb.float(), m, 3, 1, 2), rtol=1e-2, atol=1e-2)
+
+
+def test_autocast_casts_features_not_kernels():
+    x, m = _inputs((1, 4, 8, 8), (1, 36, 4, 4), seed=13)
+    xl, ml = x.clone().requires_grad_(), m.clone().requires_grad_()
+    with torch.autocast(DEVICE, dtype=torch.bfloat16):
+        out = fused_downsample(xl, ml, 6, 1, 2)
+    assert out.dtype == torch.bfloat16
+    out.float().sum().backward()
+    assert xl.grad.dtype == torch.float32 and ml.grad.dtype == torch.float32
+    want = reference_downsample(x.to(torch.bfloat16).float(), m, 6, 1, 2)
+    torch.testing.assert_close(out.float(), want, rtol=1e-2, atol=1e-2)
+
+
+def test_opcheck_custom_ops():
+    """torch.library.opcheck: schema, autograd registration, fake tensors and AOT dispatch (dynamic shapes)."""
+    x, m = _inputs((1, 2, 3, 2), (1, 9, 6, 4), seed=15)
+    torch.library.opcheck(fused_ops.upsample_op, (x.requires_grad_(), m.requires_grad_(), 3, 1, 2))
+    x, m = _inputs((1, 2, 4, 4), (1, 36, 2, 2), seed=16)
+    torch.library.opcheck(fused_ops.downsample_op, (x.requires_grad_(), m.requires_grad_(), 6, 1, 2))
+
+
+def test_torch_compile_traces_through_the_op():
+    backend = "inductor" if DEVICE == "cuda" else "aot_eager"  # no C++ codegen for CPU tensors in interpreter tests
+
+    def step(x, m):
+        return (fused_upsample(x * 2, m, 3, 1, 2) + 1).square().sum()
+
+    compiled = torch.compile(step, backend=backend, fullgraph=True)
+    x, m = _inputs((1, 4, 3, 4), (1, 9, 6, 8), seed=17)
+    xl, ml = x.clone().requires_grad_(), m.clone().requires_grad_()
+    loss = compiled(xl, ml)
+    loss.backward()
+    xr, mr = x.clone().requires_grad_(), m.clone().requires_grad_()
+    want = step(xr, mr)
+    want.backward()
+    torch.testing.assert_close(loss, want)
+    torch.testing.assert_close(xl.grad, xr.grad)
+    torch.testing.assert_close(ml.grad, mr.grad)
+
+
+def test_backend_selection(monkeypatch):
+    x, m = _inputs((1, 4, 3, 3), (1, 9, 6, 6), seed=19)
+    calls: list[str] = []
+
+    def spy(name, fn):
+        def wrapped(*args):
+            calls.append(name)
+            return fn(*args)
+        return wrapped
+
+    monkeypatch.setattr(fused_ops, "fused_upsample", spy("up", fused_ops.fused_upsample))
+    monkeypatch.setattr(fused_ops, "fused_downsample", spy("down", fused_ops.fused_downsample))
+    xd, md = _inputs((1, 4, 6, 6), (1, 36, 3, 3), seed=20)
+    monkeypatch.setenv(fused_ops.BACKEND_ENV, "fused")
+    assert fused_ops.select_backend(x) == "fused"
+    torch.testing.assert_close(a2u_upsample(x, m, 3), reference_upsample(x, m, 3))
+    torch.testing.assert_close(a2u_downsample(xd, md, 6), reference_downsample(xd, md, 6))
+    assert calls == ["up", "down"]
+    monkeypatch.setenv(fused_ops.BACKEND_ENV, "reference")
+    assert fused_ops.select_backend(x) == "reference"
+    a2u_upsample(x, m, 3)
+    assert calls == ["up", "down"]
+    monkeypatch.setenv(fused_ops.BACKEND_ENV, "auto")
+    assert fused_ops.select_backend(x) == ("fused" if DEVICE == "cuda" else "reference")
+    monkeypatch.setenv(fused_ops.BACKEND_ENV, "sometimes")
+    with pytest.raises(ValueError, match="A2U_OPS_BACKEND"):
+        fused_ops.select_backend(x)
+
+
+@pytest.mark.parametrize("call,match", [
+    (lambda: fused_upsample(torch.zeros(1, 3, 2, 2), torch.zeros(1, 18, 4, 4), 3, 2), "divisible by groups"),
+    (lambda: fused_upsample(torch.zeros(1, 2, 2, 2), torch.zeros(1, 9, 3, 4), 3), "spatial size"),
+    (lambda: fused_downsample(torch.zeros(1, 2, 5, 4), torch.zeros(1, 36, 2, 2), 6), "not divisible by scale"),
+    (lambda: fused_downsample(torch.zeros(1, 2, 4, 4), torch.zeros(1, 35, 2, 2), 6), "groups·k²"),
+])
+def test_bad_arguments_raise(call, match):
+    with pytest.raises(ValueError, match=match):
+        call()
+
+
+# ------------------------------------------------------------------------------------------------ GPU only
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype,tol", [(torch.float32, 1e-5), (torch.bfloat16, 2e-2)], ids=["fp32", "bf16"])
+def test_gpu_training_shapes_match_reference(dtype, tol):
+    """Compiled kernels at (scaled-down) training shapes: fused vs reference, forward and both gradients."""
+    for op, ref, xs, ms, k in [
+        (fused_upsample, reference_upsample, (2, 64, 32, 40), (2, 9, 64, 80), 3),
+        (fused_downsample, reference_downsample, (2, 64, 64, 80), (2, 36, 32, 40), 6),
+    ]:
+        x64, m64 = _inputs(xs, ms, dtype=torch.float64, seed=21, device="cuda")
+        m64 = m64.abs() / (k * k)
+        upstream = torch.randn(ref(x64, m64, k, 1, 2).shape, dtype=torch.float64, device="cuda")
+        truth = _run(ref, x64, m64, k, 1, 2, upstream)
+        got = _run(op, x64.to(dtype), m64.to(dtype), k, 1, 2, upstream.to(dtype))
+        for g, want in zip(got, truth):
+            err = ((g.double() - want).norm() / want.norm()).item()
+            assert err <= tol, f"{op.__name__} {dtype}: relative error {err:.3g}"
