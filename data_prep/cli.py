@@ -10,6 +10,8 @@ from pathlib import Path
 
 from .build import BuildResult, DatasetExistsError, build
 from .images import BadInputError
+from .manifest import ManifestError
+from .sources import InputError
 
 log = logging.getLogger("data_prep")
 
@@ -80,6 +82,47 @@ def build_parser() -> argparse.ArgumentParser:
                    help="held-out test foregrounds (default max(2, count//4))")
     _add_writer_options(p, val_default=None, test_default=2)
     p.set_defaults(func=cmd_synthetic)
+
+    p = sub.add_parser("folders", help="fg/alpha/bg folders (matched by file stem) -> shards",
+                       description="Foregrounds and alphas matched by file stem, backgrounds any images. Writes fg "
+                                   "and bg shards; --val-count N holds N foregrounds out for val-* composites; "
+                                   "--test-composites K writes test-* composites (of --test-count held-out "
+                                   "foregrounds, or of all foregrounds when --test-count is 0). Trimaps come from "
+                                   "the true alpha with an unknown band of 1.5%% of the long side (min 3 px).")
+    p.add_argument("--fg", type=Path, required=True, help="foreground images (RGB; RGBA/palette/grey converted)")
+    p.add_argument("--alpha", type=Path, required=True, help="alpha mattes, same stems as --fg (8 or 16 bit)")
+    p.add_argument("--bg", type=Path, required=True, help="background images")
+    p.add_argument("--test-count", type=_non_negative, default=0,
+                   help="foregrounds held out for the test composites (default 0: use all foregrounds)")
+    p.add_argument("--min-size", type=_positive, default=32, help="smallest accepted image side in px (default 32)")
+    p.add_argument("--val-composites", type=_positive, default=2, help="backgrounds per val foreground (default 2)")
+    _add_writer_options(p, val_default=0, test_default=0)
+    p.set_defaults(func=cmd_folders)
+
+    p = sub.add_parser("composition1k", help="Adobe Composition-1k layout + backgrounds (e.g. COCO) -> shards",
+                       description="Training_set/{fg,alpha} (or the 'Adobe-licensed images' variant, plus Other/) "
+                                   "-> fg shards; Test_set/{merged,alpha,trimaps} (1000 composites <fg>_<i>.png "
+                                   "over 50 alphas) -> test shards; --bg images -> bg shards.")
+    p.add_argument("--root", type=Path, required=True, help="Composition-1k root (holds Training_set, Test_set)")
+    p.add_argument("--bg", type=Path, required=True, help="background images, e.g. COCO train2014")
+    p.add_argument("--min-size", type=_positive, default=32, help="smallest accepted image side in px (default 32)")
+    p.add_argument("--val-composites", type=_positive, default=2, help="backgrounds per val foreground (default 2)")
+    _add_writer_options(p, val_default=0, test_default=0)
+    p.set_defaults(func=cmd_composition1k)
+
+    p = sub.add_parser("verify", help="check every shard against manifest.json and the data contract",
+                       description="Sizes and sha256 vs manifest.json, decode every member, fg/alpha sizes, "
+                                   "trimap values, DALI .idx. Exit 0 only if all is well.")
+    p.add_argument("dir", type=Path, help="dataset directory")
+    p.add_argument("--workers", type=_positive, default=os.cpu_count() or 1, help="processes (default CPU count)")
+    p.set_defaults(func=cmd_verify)
+
+    p = sub.add_parser("stats", help="samples per kind, sizes, unknown-region fraction; optional preview sheet")
+    p.add_argument("dir", type=Path, help="dataset directory")
+    p.add_argument("--preview", type=Path, default=None, help="write a contact sheet PNG here")
+    p.add_argument("--rows", type=_positive, default=8, help="foregrounds in the preview (default 8)")
+    p.add_argument("--json", action="store_true", help="print the statistics as JSON")
+    p.set_defaults(func=cmd_stats)
     return parser
 
 
@@ -102,6 +145,84 @@ def cmd_synthetic(args: argparse.Namespace) -> int:
     return _report(result, args.out)
 
 
+def _resolve_bad(bad: list[BadInputError], skip_bad: bool) -> list[dict]:
+    """Listing-time bad inputs: stop on the first (default) or turn them into manifest 'skipped' records."""
+    if bad and not skip_bad:
+        raise bad[0]
+    for b in bad:
+        log.warning("skipping %s: %s", b.path, b.problem)
+    return [{"path": b.path, "problem": b.problem, "kind": "input"} for b in bad]
+
+
+def _file_build(args: argparse.Namespace, command: str, inputs, test_count: int, extra_opts: dict) -> int:
+    from . import encoders  # noqa: F401 - registers the sample encoders
+    from .plans import folder_plan
+
+    skipped = _resolve_bad(inputs.bad, args.skip_bad)
+    plan = folder_plan(inputs, seed=args.seed, min_size=args.min_size, val_count=args.val_count,
+                       test_count=test_count, test_composites=args.test_composites,
+                       val_composites=args.val_composites, train_composites=args.train_composites)
+    options = {"command": command, **extra_opts, "seed": args.seed, "min_size": args.min_size,
+               "val_count": args.val_count, "test_count": test_count, "test_composites": args.test_composites,
+               "val_composites": args.val_composites, "train_composites": args.train_composites,
+               "shard_size": args.shard_size}
+    result = build(args.out, options, plan, workers=args.workers, shard_bytes=args.shard_size,
+                   skip_bad=args.skip_bad, overwrite=args.overwrite, planning_skipped=skipped)
+    return _report(result, args.out)
+
+
+def cmd_folders(args: argparse.Namespace) -> int:
+    from .plans import folder_inputs
+
+    inputs = folder_inputs(args.fg, args.alpha, args.bg)
+    return _file_build(args, "folders", inputs, args.test_count,
+                       {"fg": str(args.fg.resolve()), "alpha": str(args.alpha.resolve()), "bg": str(args.bg.resolve())})
+
+
+def cmd_composition1k(args: argparse.Namespace) -> int:
+    from .plans import composition1k_inputs
+
+    inputs = composition1k_inputs(args.root, args.bg)
+    return _file_build(args, "composition1k", inputs, 0,
+                       {"root": str(args.root.resolve()), "bg": str(args.bg.resolve())})
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from .verify import verify_dataset
+
+    problems = verify_dataset(args.dir, workers=args.workers)
+    if not problems:
+        print(f"{args.dir}: OK")
+        return 0
+    print(f"{args.dir}: {len(problems)} problem(s)")
+    for path, problem in problems:
+        print(f"  {path}: {problem}")
+    return 1
+
+
+def cmd_stats(args: argparse.Namespace) -> int:
+    import json
+
+    from .stats import compute_stats, write_preview
+
+    st = compute_stats(args.dir)
+    if args.json:
+        print(json.dumps(st, indent=1))
+    else:
+        print(f"{args.dir}: {st['skipped']} inputs skipped at preparation")
+        for kind, e in st["kinds"].items():
+            line = f"  {kind:5s} {e['samples']:7d} samples {e['shards']:4d} shards {e['bytes'] / 1e6:9.1f} MB"
+            if "width" in e:
+                line += f"  w {e['width'][0]}-{e['width'][1]} h {e['height'][0]}-{e['height'][1]}"
+            if "unknown_fraction_mean" in e:
+                line += (f"  unknown {e['unknown_fraction_mean']:.3f}"
+                         f"  soft alpha {e['soft_alpha_fraction_mean']:.3f}")
+            print(line)
+    if args.preview:
+        print(f"preview: {write_preview(args.dir, args.preview, rows=args.rows)}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -112,7 +233,7 @@ def main(argv: list[str] | None = None) -> int:
     except BadInputError as exc:
         print(f"error: bad input: {exc} (fix or remove the file, or pass --skip-bad to skip it)", file=sys.stderr)
         return 2
-    except DatasetExistsError as exc:
+    except (DatasetExistsError, InputError, ManifestError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -5,9 +5,16 @@ reproduces the same plan (which is what makes resuming and `nothing rewritten ne
 """
 from __future__ import annotations
 
+import logging
 import random
+from dataclasses import dataclass, field
+from pathlib import Path
 
-from .build import Task, task_digest
+from .build import Task, file_fingerprint, task_digest
+from .images import BadInputError
+from .sources import InputError, list_backgrounds, list_images, match_pairs, require_dir, unique_keys, unique_stems
+
+log = logging.getLogger(__name__)
 
 
 def shuffled(tasks: list[Task], seed: int, kind: str) -> list[Task]:
@@ -57,3 +64,143 @@ def synthetic_plan(count: int, size: int, seed: int, val_count: int | None, test
             plan["train"].append(Task("train", "synthetic_composite", (f"train{i:06d}_{j}", seed, i, b, size, True),
                                       task_digest(*base, "train", i, b)))
     return {k: shuffled(v_, seed, k) for k, v_ in plan.items() if v_}
+
+
+# ----------------------------------------------------------------------------- folders / composition-1k
+@dataclass
+class FolderInputs:
+    """Matched raw inputs after the listing checks."""
+
+    pairs: list[tuple[str, Path, Path]]          # (name, fg, alpha) training-side foregrounds
+    backgrounds: list[Path]
+    test_merged: list[tuple[str, Path, Path, Path | None]] = field(default_factory=list)  # c1k test composites
+    bad: list[BadInputError] = field(default_factory=list)
+
+
+def _fp(path: Path) -> list:
+    return file_fingerprint(path)
+
+
+def split_foregrounds(pairs: list, seed: int, val_count: int, test_count: int) -> tuple[list, list, list]:
+    """Seeded split of the matched foregrounds into (train, val, test); train keeps at least one."""
+    if val_count + test_count >= len(pairs):
+        raise InputError(f"--val-count {val_count} + --test-count {test_count} leave no training foreground "
+                         f"(only {len(pairs)} matched fg/alpha pairs)")
+    order = list(pairs)
+    random.Random(f"{seed}:split").shuffle(order)
+    val, test, train = order[:val_count], order[val_count:val_count + test_count], order[val_count + test_count:]
+    return sorted(train), sorted(val), sorted(test)
+
+
+def _pick_backgrounds(rng: random.Random, n_bg: int, k: int) -> list[int]:
+    """k distinct background indices when possible (with repeats only when there are fewer than k)."""
+    if k <= n_bg:
+        return rng.sample(range(n_bg), k)
+    return [rng.randrange(n_bg) for _ in range(k)]
+
+
+def folder_plan(inputs: FolderInputs, *, seed: int, min_size: int, val_count: int, test_count: int,
+                test_composites: int, val_composites: int, train_composites: int) -> dict[str, list[Task]]:
+    """fg/bg shards from matched files; val/test/train composites DIM-style on seeded backgrounds.
+
+    With --test-composites K but --test-count 0 the test composites use the training foregrounds themselves
+    (the issue's literal behaviour; logged as a warning since it measures fit, not generalisation).
+    """
+    train, val, test = split_foregrounds(inputs.pairs, seed, val_count, test_count)
+    bgs = inputs.backgrounds
+    fg_keys = dict(zip([p[0] for p in inputs.pairs], unique_keys([p[0] for p in inputs.pairs])))
+    bg_keys = unique_keys([b.stem for b in bgs], "bg_")
+    plan: dict[str, list[Task]] = {k: [] for k in ("fg", "bg", "val", "test", "train")}
+    for name, fg, alpha in train:
+        plan["fg"].append(Task("fg", "file_fg", (fg_keys[name], str(fg), str(alpha), min_size, fg.name),
+                               task_digest("fg", _fp(fg), _fp(alpha), min_size)))
+    for key, bg in zip(bg_keys, bgs):
+        plan["bg"].append(Task("bg", "file_bg", (key, str(bg), min_size), task_digest("bg", _fp(bg), min_size)))
+    if test_composites and not test and not inputs.test_merged:
+        log.warning("--test-composites without --test-count: test composites reuse the training foregrounds")
+        test = train
+    for kind, fgs, k in (("val", val, val_composites), ("test", test, test_composites),
+                         ("train", train, train_composites)):
+        if not fgs or not k:
+            continue
+        if not bgs:
+            raise InputError(f"{kind} composites need backgrounds, but none are usable")
+        rng = random.Random(f"{seed}:{kind}-bg")
+        for name, fg, alpha in fgs:
+            for j, b in enumerate(_pick_backgrounds(rng, len(bgs), k)):
+                bg = bgs[b]
+                plan[kind].append(Task(kind, "file_composite",
+                                       (f"{fg_keys[name]}_{j}", str(fg), str(alpha), str(bg), min_size, fg.name,
+                                        bg.name, kind == "train"),
+                                       task_digest(kind, _fp(fg), _fp(alpha), _fp(bg), min_size)))
+    test_keys = unique_keys([t[0] for t in inputs.test_merged])
+    for key, (name, merged, alpha, trimap) in zip(test_keys, inputs.test_merged):
+        fg_name = alpha.name
+        plan["test"].append(Task("test", "c1k_test", (key, str(merged), str(alpha), str(trimap) if trimap else None,
+                                                      min_size, fg_name, merged.name),
+                                 task_digest("c1k", _fp(merged), _fp(alpha), _fp(trimap) if trimap else None,
+                                             min_size)))
+    return {k: shuffled(v, seed, k) for k, v in plan.items() if v}
+
+
+def folder_inputs(fg_dir: Path, alpha_dir: Path, bg_dir: Path) -> FolderInputs:
+    """List and match `folders` inputs (raises InputError for missing/empty directories)."""
+    bad: list[BadInputError] = []
+    pairs = match_pairs(fg_dir, alpha_dir, bad)
+    bgs = list_backgrounds(bg_dir, bad)
+    return FolderInputs(pairs, bgs, [], bad)
+
+
+def _first_dir(candidates: list[Path]) -> Path | None:
+    return next((c for c in candidates if c.is_dir()), None)
+
+
+def composition1k_inputs(root: Path, bg_dir: Path) -> FolderInputs:
+    """Adobe Composition-1k layout.
+
+    Training: `Training_set/{fg,alpha}`, or `Training_set/Adobe-licensed images/{fg,alpha}` plus optional
+    `Training_set/Other/{fg,alpha}`. Test: `Test_set/{merged,alpha,trimaps}` (each of them also looked up under
+    `Test_set/Adobe-licensed images/`), merged composites named `<fg>_<i>.png`, alphas `<fg>.*`, trimaps
+    `<fg>_<i>.png` or `<fg>.png`.
+    """
+    require_dir(root, "Composition-1k root")
+    bad: list[BadInputError] = []
+    train_root = root / "Training_set"
+    groups = [g for g in (train_root, train_root / "Adobe-licensed images", train_root / "Other")
+              if (g / "fg").is_dir() and (g / "alpha").is_dir()]
+    if not groups:
+        raise InputError(f"{root}: no Training_set/fg + Training_set/alpha (or the 'Adobe-licensed images' "
+                         "variant) found")
+    pairs: list[tuple[str, Path, Path]] = []
+    for g in groups:
+        pairs.extend(match_pairs(g / "fg", g / "alpha", bad))
+    names = [p[0] for p in pairs]
+    dup = {n for n in names if names.count(n) > 1}
+    for n, fg, _a in pairs:
+        if n in dup:
+            bad.append(BadInputError(fg, f"duplicate foreground stem {n!r} across Training_set groups"))
+    pairs = sorted(p for p in pairs if p[0] not in dup)
+    bgs = list_backgrounds(bg_dir, bad)
+
+    test_merged: list[tuple[str, Path, Path, Path | None]] = []
+    test_root = root / "Test_set"
+    if test_root.is_dir():
+        alt = test_root / "Adobe-licensed images"
+        merged_dir = _first_dir([test_root / "merged", alt / "merged"])
+        alpha_dir = _first_dir([test_root / "alpha", alt / "alpha"])
+        trimap_dir = _first_dir([test_root / "trimaps", alt / "trimaps"])
+        if merged_dir is None or alpha_dir is None:
+            raise InputError(f"{test_root}: needs merged/ and alpha/ directories (trimaps/ optional)")
+        alphas = unique_stems(list_images(alpha_dir, "test alpha", bad), "test alpha", bad)
+        trimaps = unique_stems(list_images(trimap_dir, "test trimap", bad), "test trimap", bad) if trimap_dir else {}
+        for stem, merged in sorted(unique_stems(list_images(merged_dir, "test composite", bad), "test composite",
+                                                bad).items()):
+            fg_name, _, idx = stem.rpartition("_")
+            if not fg_name or not idx.isdigit() or fg_name not in alphas:
+                bad.append(BadInputError(merged, f"test composite name is not <fg>_<i> with an alpha {fg_name or stem}.*"
+                                                 f" in {alpha_dir}"))
+                continue
+            test_merged.append((stem, merged, alphas[fg_name], trimaps.get(stem) or trimaps.get(fg_name)))
+    else:
+        log.warning("%s: no Test_set directory; no test shards are written", root)
+    return FolderInputs(pairs, bgs, test_merged, bad)
