@@ -81,7 +81,5 @@ def make_trimap(alpha: torch.Tensor, fg_size: int, bg_size: int) -> torch.Tensor
     """uint8 trimap (0/128/255) from a H x W uint8 alpha; erosion sizes for definite fg and bg regions."""
     fg = erode(alpha == 255, fg_size)
     bg = erode(alpha == 0, bg_size)
-    trimap = torch.full_like(alpha, 128)
-    trimap[fg] = 255
-    trimap[bg] = 0
-    return trimap
+    # 128 + 127 * fg - 128 * bg, in uint8 arithmetic without masked writes
+    return (fg.to(torch.uint8) * 127 + 128) - bg.to(torch.uint8) * 128
