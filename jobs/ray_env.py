@@ -24,6 +24,12 @@ def set_local_defaults() -> None:
         os.environ.setdefault(key, value)
 
 
+def quiet_ray_logs() -> None:
+    """worker_process_setup_hook: silence the V2 PlacementGroupCleaner's "Failed to query ... State API" warning,
+    which repeats every few seconds when the dashboard (State API) is off; harmless (STACK_NOTES §5)."""
+    logging.getLogger("ray.train.v2._internal.execution.controller.placement_group_cleaner").setLevel(logging.ERROR)
+
+
 def connect(num_cpus: int | None = None) -> bool:
     """Connect to $RAY_ADDRESS if set (bare `ray.init()`, as jobs require), else start a local cluster.
 
@@ -40,6 +46,7 @@ def connect(num_cpus: int | None = None) -> bool:
     pythonpath = os.pathsep.join(p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH", "")) if p)
     ray.init(num_cpus=num_cpus or os.cpu_count() or 2, include_dashboard=False,
              object_store_memory=256 * 1024 ** 2, configure_logging=True, logging_level=logging.WARNING,
-             runtime_env={"env_vars": {"PYTHONPATH": pythonpath, **LOCAL_RAY_ENV}})
+             runtime_env={"env_vars": {"PYTHONPATH": pythonpath, **LOCAL_RAY_ENV},
+                          "worker_process_setup_hook": "jobs.ray_env.quiet_ray_logs"})
     log.info("started a local Ray cluster (%s CPUs)", ray.cluster_resources().get("CPU"))
     return True

@@ -150,6 +150,9 @@ class _Trainer:
                              checkpoint_dir_name=f"checkpoint_step{self.step:08d}")
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
+        # Block until the controller has registered the checkpoint: reports are queued in the worker and a crash
+        # before the controller polls them would lose it. Only then may MLflow see these steps.
+        ray.train.get_all_reported_checkpoints(timeout_s=600)
         assert self.logger is not None
         self.logger.flush(self.step)
 
