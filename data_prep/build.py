@@ -95,7 +95,7 @@ def _worker_init() -> None:
 
 
 def _our_files(out_dir: Path) -> list[Path]:
-    pats = [f"{k}-*.tar" for k in KINDS] + [f"{k}-*.idx" for k in KINDS] + [".*.partial", ".*.tmp*"]
+    pats = [f"{k}-*.tar" for k in KINDS] + [f"{k}-*.idx" for k in KINDS] + [".*.partial", ".*.tmp[0-9]*"]
     files = [p for pat in pats for p in out_dir.glob(pat)]
     return files + [p for p in (out_dir / MANIFEST, out_dir / PROGRESS) if p.exists()]
 
@@ -103,8 +103,9 @@ def _our_files(out_dir: Path) -> list[Path]:
 def prepare_out_dir(out_dir: Path, options: dict, overwrite: bool) -> dict | None:
     """Create/inspect the output directory; return the resumable state (journal or manifest) or None."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    for p in out_dir.glob(".*.partial"):  # leftovers of a killed run: never complete, always safe to drop
-        p.unlink()
+    for pattern in (".*.partial", ".*.tmp[0-9]*"):  # a killed run's temp files: never complete, safe to drop
+        for p in out_dir.glob(pattern):
+            p.unlink()
     state = read_state(out_dir)
     if overwrite:
         for p in _our_files(out_dir):
