@@ -96,11 +96,12 @@ def finish_graph(batch_size: int, num_threads: int, device_id: int | None, devic
         h_arg = hue * use
         if gpu:  # operator arguments live on the CPU (the dynamic executor moves them)
             s_arg, v_arg, h_arg = s_arg.cpu(), v_arg.cpu(), h_arg.cpu()
-        fg = fn.hsv(fg, hue=h_arg, saturation=s_arg, value=v_arg)
+        # hsv round-trips through HSV even at identity settings, so samples without jitter keep the exact colours
+        fg = use * fn.cast(fn.hsv(fg, hue=h_arg, saturation=s_arg, value=v_arg), dtype=types.FLOAT) + (1.0 - use) * fgf
 
         bgc = fn.resize(bg, size=[crop, crop], roi_start=roi0, roi_end=roi1, roi_relative=False,
                         interp_type=types.INTERP_CUBIC, antialias=True)
-        fgf = fn.cast(fg, dtype=types.FLOAT)
+        fgf = fg
         bgf = fn.cast(bgc, dtype=types.FLOAT)
         image = fgf * alpha + bgf * (1.0 - alpha)
         chw = dict(perm=[2, 0, 1])
