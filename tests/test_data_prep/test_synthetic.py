@@ -1,0 +1,86 @@
+"""`synthetic`: deterministic for a seed, all shard kinds, held-out val/test, realistic and learnable content."""
+from __future__ import annotations
+
+import io
+import json
+import re
+
+import numpy as np
+from PIL import Image
+
+from data_prep.compositing import composite, fit_background
+from data_prep.reader import iter_samples
+from data_prep.synthetic import make_background, make_foreground
+from data_prep.verify import verify_dataset
+
+from .conftest import counts, manifest, run_cli
+
+
+def _samples(out, kind):
+    return {k: m for s in manifest(out)["shards"] if s["kind"] == kind for k, m in iter_samples(out / s["name"])}
+
+
+def _img(data: bytes) -> np.ndarray:
+    return np.asarray(Image.open(io.BytesIO(data)))
+
+
+def test_layout_counts_and_verify(synthetic_dataset):
+    assert counts(synthetic_dataset) == {"fg": 12, "bg": 12, "val": 4, "test": 6}
+    assert verify_dataset(synthetic_dataset) == []
+    assert all(p.with_suffix(".idx").is_file() for p in synthetic_dataset.glob("*.tar"))
+
+
+def test_deterministic_for_a_seed(synthetic_dataset, tmp_path):
+    same = tmp_path / "same"
+    run_cli("synthetic", "--out", str(same), "--count", "12", "--size", "320", "--seed", "0", "--workers", "1",
+            check=True)
+    sha = lambda d: {s["name"]: s["sha256"] for s in manifest(d)["shards"]}  # noqa: E731
+    assert sha(same) == sha(synthetic_dataset)  # also independent of the worker count
+    other = tmp_path / "other"
+    run_cli("synthetic", "--out", str(other), "--count", "12", "--size", "320", "--seed", "1", check=True)
+    assert not set(sha(other).values()) & set(sha(synthetic_dataset).values())
+
+
+def test_foregrounds_varied_and_matte_like(synthetic_dataset):
+    fgs = _samples(synthetic_dataset, "fg")
+    families = {json.loads(m["meta.json"])["source"].split(":")[1] for m in fgs.values()}
+    assert len(families) >= 3, families
+    for key, m in fgs.items():
+        fg, alpha = _img(m["fg.png"]), _img(m["alpha.png"])
+        assert fg.shape[:2] == alpha.shape and max(alpha.shape) == 320 and fg.ndim == 3
+        soft = ((alpha > 0) & (alpha < 255)).mean()
+        covered = (alpha > 0).mean()
+        assert 0.02 < covered < 0.95, (key, covered)  # an object, not empty, not the whole frame
+        assert soft > 0.003, (key, soft)  # anti-aliased / soft / translucent edges exist
+        assert fg[alpha > 128].std(0).mean() > 5, key  # textured colours on the object, not flat fills
+
+
+def test_val_test_held_out_and_consistent(synthetic_dataset):
+    train_src = {json.loads(m["meta.json"])["source"] for m in _samples(synthetic_dataset, "fg").values()}
+    contrast = []
+    for kind in ("val", "test"):
+        for key, m in _samples(synthetic_dataset, kind).items():
+            meta = json.loads(m["meta.json"])
+            assert meta["fg"] not in train_src
+            seed, fg_i = map(int, re.search(r"seed(\d+):fg(\d+)$", meta["fg"]).groups())
+            bg_i = int(re.search(r"bg(\d+)$", meta["bg"]).group(1))
+            assert bg_i >= 12  # held-out background, not one of the bg shards' 0..11
+            fg, alpha, _ = make_foreground(seed, fg_i, 320)
+            bg = fit_background(make_background(seed, bg_i, 320), *alpha.shape)
+            image = _img(m["image.png"])
+            assert np.array_equal(_img(m["alpha.png"]), alpha)
+            assert np.array_equal(image, composite(fg, alpha, bg))
+            trimap = _img(m["trimap.png"])
+            assert set(np.unique(trimap)) <= {0, 128, 255} and (trimap == 128).mean() > 0.01
+            edge = (alpha > 10) & (alpha < 245)
+            contrast.append(np.abs(fg[edge].astype(float) - bg[edge].astype(float)).mean())
+    # learnable: at the matte edges the foreground is visibly different from what is behind it
+    assert np.median(contrast) > 25, contrast
+
+
+def test_backgrounds_include_bundled_photographs(synthetic_dataset):
+    bgs = [_img(m["bg.jpg"]) for m in _samples(synthetic_dataset, "bg").values()]
+    assert len(bgs) == 12 and all(b.ndim == 3 and max(b.shape[:2]) == 320 for b in bgs)
+    # photographs have rich structure: at least a few backgrounds with strong high-frequency detail
+    detail = [np.abs(np.diff(b.astype(float), axis=1)).mean() for b in bgs]
+    assert sum(d > 4 for d in detail) >= 2, detail
