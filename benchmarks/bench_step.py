@@ -1,0 +1,359 @@
+"""Full A2U training step (forward + §4.3 loss + backward + Adam): images/s and peak memory, our path beside
+in-benchmark baselines, with a correctness check against the reference path at every measured shape.
+
+Variants (same net, same initial weights, same batch; only the A2U pieces are swapped):
+- ``ours``            batched kernel generator (model.kernel_generator) + `model.ops` (fused Triton on CUDA, the
+                      reference tap loop on CPU; `A2U_OPS_BACKEND` honoured);
+- ``per-sample-gen``  the generator replaced by a port of the official per-sample Python loop (A2U_SPEC.md §1.2);
+- ``unfold``          the reassembly replaced by a plain unfold + einsum formulation;
+- ``official-like``   both baselines at once (per-sample generator + unfold: the official structure, but with unfold in
+                      place of the official CUDA kernels, which are not part of this repository).
+- ``ours-fastgen``    ours with the fused generator path of `model.fast_generator` (U/V encoded by one grouped conv).
+
+Correctness: for every (batch, crop, dtype) a seeded step of each variant is compared with the reference path
+(fp32, `A2U_OPS_BACKEND=reference`, batched generator) — relative L2 error of the output and of all parameter
+gradients; NaN/inf fail. Timing: CUDA events (GPU) / perf_counter (CPU), median of --iters after --warmup.
+Peak memory: `torch.cuda.max_memory_allocated` (GPU) / peak RSS growth sampled every 2 ms (CPU, approximate).
+
+    .venv/bin/python benchmarks/bench_step.py                       # GPU: batch 8 and 16, crop 512, fp32 + bf16
+    .venv/bin/python benchmarks/bench_step.py --device cpu --cpu-small   # CPU: batch 2, 4 at crop 128
+    .venv/bin/python benchmarks/bench_step.py --compile --channels-last  # GPU extras
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import copy
+import json
+import math
+import os
+import platform
+import statistics
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Callable, Iterator
+
+import torch
+import torch.nn.functional as F
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO_ROOT))
+
+import model.net as net_module  # noqa: E402
+from model import ops  # noqa: E402
+from model.kernel_generator import A2UKernelGenerator  # noqa: E402
+from model.net import A2UMatting, parameter_groups  # noqa: E402
+
+VARIANTS = ("ours", "ours-fastgen", "per-sample-gen", "unfold", "official-like")
+TOLERANCE = {"fp32": 2e-3, "bf16": 8e-2}
+
+
+# ------------------------------------------------------------------------------------------------ baselines
+def per_sample_generator_forward(gen: A2UKernelGenerator, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Port of the official generator (A2U_SPEC.md §1.2): one tiny depthwise conv, GroupNorm and projection per sample.
+
+    Rank 1 only (the official code hard-codes d = 1); group-major output layout like `A2UKernelGenerator`.
+    """
+    if gen.rank != 1:
+        raise ValueError("per-sample generator port: the official code supports rank 1 only")
+    n, c = x.shape[:2]
+    s, g, ke = gen.up_kernel_size, gen.groups, gen.encode_kernel_size
+    downs, ups = [], []
+    for i in range(n):
+        xi = x[i:i + 1]
+        u = gen.bconv_U(xi)
+        v = gen.bconv_V(xi)
+        p_up = gen.bconv_UP(xi).reshape(1, 4 * s * s * g, 1, 1)
+        p_down = gen.bconv_DP(xi).reshape(1, 4 * s * s * g, 1, 1)
+        wu = u.reshape(1, 1, ke, ke).expand(c, 1, ke, ke) if gen.share else u.reshape(c, 1, ke, ke)
+        wv = v.reshape(1, 1, ke, ke).expand(c, 1, ke, ke) if gen.share else v.reshape(c, 1, ke, ke)
+        a = gen.bnu(F.conv2d(xi, wu, stride=2, padding=gen.padding, groups=c))
+        b = gen.bnv(F.conv2d(xi, wv, stride=2, padding=gen.padding, groups=c))
+        affinity = (a * b).sum(dim=1, keepdim=True) / math.sqrt(c)
+        h, w = affinity.shape[-2:]
+        up = F.pixel_shuffle(p_up * affinity, 2).reshape(1, g, s * s, 2 * h, 2 * w).sigmoid()
+        if s > 1:
+            up = up.softmax(dim=2)
+        down = (p_down * affinity).reshape(1, g, 4 * s * s, h, w).softmax(dim=2)
+        downs.append(down.reshape(1, g * 4 * s * s, h, w))
+        ups.append(up.reshape(1, g * s * s, 2 * h, 2 * w))
+    return torch.cat(downs), torch.cat(ups)
+
+
+def unfold_upsample(x: torch.Tensor, m: torch.Tensor, k: int, groups: int = 1, scale: int = 2) -> torch.Tensor:
+    """§2.1 as unfold + nearest repeat + einsum (materialises k²·r² copies of the map: the memory-hungry baseline)."""
+    n, c, h, w = x.shape
+    cols = F.unfold(x, k, padding=(k - 1) // 2).reshape(n, groups, c // groups, k * k, h, w)
+    cols = cols.repeat_interleave(scale, dim=4).repeat_interleave(scale, dim=5)
+    out = torch.einsum("ngcthw,ngthw->ngchw", cols, m.reshape(n, groups, k * k, h * scale, w * scale).to(x.dtype))
+    return out.reshape(n, c, h * scale, w * scale)
+
+
+def unfold_downsample(x: torch.Tensor, m: torch.Tensor, k: int, groups: int = 1, scale: int = 2) -> torch.Tensor:
+    """§2.2 as pad + strided unfold + einsum."""
+    n, c, big_h, big_w = x.shape
+    h, w = big_h // scale, big_w // scale
+    before = ops.downsample_offset(k)
+    after = max(0, k - scale - before)
+    cols = F.unfold(F.pad(x, (before, after, before, after)), k, stride=scale)
+    cols = cols.reshape(n, groups, c // groups, k * k, -1)[..., : h * w]
+    out = torch.einsum("ngctp,ngtp->ngcp", cols, m.reshape(n, groups, k * k, h * w).to(x.dtype))
+    return out.reshape(n, c, h, w)
+
+
+@contextlib.contextmanager
+def swapped(variant: str) -> Iterator[None]:
+    """Swap the generator and/or the reassembly functions the net calls, for the duration of one variant."""
+    saved_fwd = A2UKernelGenerator.forward
+    saved_up, saved_down = net_module.a2u_upsample, net_module.a2u_downsample
+    try:
+        if variant in ("per-sample-gen", "official-like"):
+            A2UKernelGenerator.forward = per_sample_generator_forward
+        if variant == "ours-fastgen":
+            from model.fast_generator import fast_generator_forward
+
+            A2UKernelGenerator.forward = fast_generator_forward
+        if variant in ("unfold", "official-like"):
+            net_module.a2u_upsample, net_module.a2u_downsample = unfold_upsample, unfold_downsample
+        yield
+    finally:
+        A2UKernelGenerator.forward = saved_fwd
+        net_module.a2u_upsample, net_module.a2u_downsample = saved_up, saved_down
+
+
+@contextlib.contextmanager
+def ops_backend(name: str | None) -> Iterator[None]:
+    old = os.environ.get("A2U_OPS_BACKEND")
+    if name is not None:
+        os.environ["A2U_OPS_BACKEND"] = name
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop("A2U_OPS_BACKEND", None)
+        else:
+            os.environ["A2U_OPS_BACKEND"] = old
+
+
+# ------------------------------------------------------------------------------------------------ step
+def matting_loss(pred: torch.Tensor, target: dict[str, torch.Tensor], eps: float = 1e-6) -> torch.Tensor:
+    """§4.3: 0.5·alpha + 0.5·composition Charbonnier losses over the unknown region, batch mean."""
+    pred = pred.float()
+    unknown = target["unknown"]
+    denom = unknown.sum(dim=(1, 2, 3)) + 1
+    l_alpha = torch.sqrt(((pred - target["alpha"]) * unknown) ** 2 + eps ** 2).sum(dim=(1, 2, 3)) / denom
+    comp = pred * target["fg"] + (1 - pred) * target["bg"]
+    l_comp = torch.sqrt(((comp - target["image"]) * unknown) ** 2 + eps ** 2).sum(dim=(1, 2, 3)) / denom
+    return (0.5 * l_alpha + 0.5 * l_comp).mean()
+
+
+def synthetic_batch(batch: int, crop: int, device: torch.device, seed: int = 0):
+    """Composited image + trimap input (§4.2 step 8 layout) and the §4.3 targets, from smooth random fields."""
+    gen = torch.Generator().manual_seed(seed)
+    low = torch.rand(batch, 1, crop // 32, crop // 32, generator=gen)
+    alpha = F.interpolate(low, size=(crop, crop), mode="bilinear", align_corners=False).mul(3).sub(1).clamp(0, 1)
+    fg = F.interpolate(torch.rand(batch, 3, crop // 16, crop // 16, generator=gen), size=(crop, crop), mode="bilinear")
+    bg = F.interpolate(torch.rand(batch, 3, crop // 16, crop // 16, generator=gen), size=(crop, crop), mode="bilinear")
+    image = fg * alpha + bg * (1 - alpha)
+    unknown = ((alpha > 0.02) & (alpha < 0.98)).float()
+    trimap = torch.where(alpha >= 0.98, 1.0, 0.0) + unknown * (128 / 255)
+    mean = torch.tensor([0.485, 0.456, 0.406]).reshape(1, 3, 1, 1)
+    std = torch.tensor([0.229, 0.224, 0.225]).reshape(1, 3, 1, 1)
+    inputs = torch.cat([(image - mean) / std, trimap], dim=1)
+    target = {"alpha": alpha, "unknown": unknown, "fg": fg, "bg": bg, "image": image}
+    return inputs.to(device), {k: v.to(device) for k, v in target.items()}
+
+
+class Stepper:
+    """One training configuration: net copy, Adam (fused on CUDA) with the §4.4 groups, optional bf16/compile."""
+
+    def __init__(self, base: A2UMatting, device: torch.device, dtype: str, compile_net: bool,
+                 channels_last: bool) -> None:
+        self.net = copy.deepcopy(base).to(device).train()
+        self.device = device
+        self.autocast = dtype == "bf16"
+        self.channels_last = channels_last
+        if channels_last:
+            self.net = self.net.to(memory_format=torch.channels_last)
+        self.fwd: Callable[[torch.Tensor], torch.Tensor] = self.net
+        if compile_net:
+            self.fwd = torch.compile(self.net)
+        self.opt = torch.optim.Adam(parameter_groups(self.net, 0.01), betas=(0.9, 0.999), eps=1e-8,
+                                    **({"fused": True} if device.type == "cuda" else {"foreach": True}))
+
+    def loss_and_backward(self, inputs: torch.Tensor, target: dict[str, torch.Tensor]) -> torch.Tensor:
+        if self.channels_last:
+            inputs = inputs.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
+            pred = self.fwd(inputs)
+        loss = matting_loss(pred, target)
+        loss.backward()
+        return pred
+
+    def step(self, inputs: torch.Tensor, target: dict[str, torch.Tensor]) -> None:
+        self.opt.zero_grad(set_to_none=True)
+        self.loss_and_backward(inputs, target)
+        self.opt.step()
+
+
+def seeded_forward_backward(stepper: Stepper, inputs, target) -> tuple[torch.Tensor, torch.Tensor]:
+    """Output and the concatenated parameter gradients of one step from fixed weights and a fixed dropout seed."""
+    stepper.opt.zero_grad(set_to_none=True)
+    torch.manual_seed(1234)
+    pred = stepper.loss_and_backward(inputs, target).detach().float()
+    grads = torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).float().flatten()
+                       for p in stepper.net.parameters()])
+    return pred, grads
+
+
+def relative_error(got: torch.Tensor, want: torch.Tensor) -> float:
+    """Relative L2 error; NaN/inf anywhere gives inf so that a NaN can never pass."""
+    if not torch.isfinite(got).all() or not torch.isfinite(want).all():
+        return math.inf
+    return ((got.double() - want.double()).norm() / want.double().norm().clamp_min(1e-30)).item()
+
+
+# ------------------------------------------------------------------------------------------------ measurement
+class PeakRSS:
+    """Peak resident-set growth over a region, sampled by a thread (CPU runs; approximate to the sampling period)."""
+
+    def __init__(self, period_s: float = 0.002) -> None:
+        import psutil
+
+        self.proc = psutil.Process()
+        self.period = period_s
+        self.peak = 0
+        self.base = 0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, self.proc.memory_info().rss)
+            time.sleep(self.period)
+
+    def __enter__(self) -> "PeakRSS":
+        self.base = self.peak = self.proc.memory_info().rss
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        assert self._thread is not None
+        self._thread.join()
+
+    @property
+    def grown_mib(self) -> float:
+        return (self.peak - self.base) / 2 ** 20
+
+
+def time_steps(stepper: Stepper, inputs, target, warmup: int, iters: int) -> tuple[float, float]:
+    """(median ms per step, peak MiB) over `iters` steps after `warmup` steps."""
+    device = stepper.device
+    for _ in range(warmup):
+        stepper.step(inputs, target)
+    times: list[float] = []
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        starts = [torch.cuda.Event(enable_timing=True) for _ in range(iters)]
+        ends = [torch.cuda.Event(enable_timing=True) for _ in range(iters)]
+        for i in range(iters):
+            starts[i].record()
+            stepper.step(inputs, target)
+            ends[i].record()
+        torch.cuda.synchronize(device)
+        times = [s.elapsed_time(e) for s, e in zip(starts, ends)]
+        peak = torch.cuda.max_memory_allocated(device) / 2 ** 20
+    else:
+        with PeakRSS() as rss:
+            for _ in range(iters):
+                t0 = time.perf_counter()
+                stepper.step(inputs, target)
+                times.append((time.perf_counter() - t0) * 1e3)
+        peak = rss.grown_mib
+    return statistics.median(times), peak
+
+
+def run(args: argparse.Namespace) -> list[dict]:
+    device = torch.device(args.device)
+    torch.manual_seed(0)
+    base = A2UMatting()
+    rows: list[dict] = []
+    for batch in args.batch:
+        inputs, target = synthetic_batch(batch, args.crop, device)
+        with ops_backend("reference"):
+            ref = Stepper(base, device, "fp32", False, False)
+            ref_out, ref_grad = seeded_forward_backward(ref, inputs, target)
+            del ref
+        for dtype in args.dtypes:
+            for variant in args.variants:
+                row = {"variant": variant, "batch": batch, "crop": args.crop, "dtype": dtype,
+                       "compile": args.compile, "channels_last": args.channels_last}
+                try:
+                    with swapped(variant):
+                        stepper = Stepper(base, device, dtype, args.compile, args.channels_last)
+                        out, grad = seeded_forward_backward(stepper, inputs, target)
+                        row["out_rel_err"] = relative_error(out, ref_out)
+                        row["grad_rel_err"] = relative_error(grad, ref_grad)
+                        row["correct"] = max(row["out_rel_err"], row["grad_rel_err"]) <= TOLERANCE[dtype]
+                        ms, peak = time_steps(stepper, inputs, target, args.warmup, args.iters)
+                        del stepper
+                    row.update(ms_per_step=ms, images_per_s=batch / ms * 1e3, peak_mib=peak)
+                except Exception as exc:  # a failing variant is reported, the others still run
+                    row["error"] = f"{type(exc).__name__}: {exc}"[:300]
+                rows.append(row)
+                print(json.dumps(row), flush=True)
+                if device.type == "cuda":
+                    torch.cuda.empty_cache()
+    return rows
+
+
+def markdown(rows: list[dict]) -> str:
+    lines = ["| variant | batch × crop | dtype | ms / step | images / s | peak MiB | out rel err | grad rel err | ok |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        if "error" in r:
+            lines.append(f"| {r['variant']} | {r['batch']} × {r['crop']}² | {r['dtype']} | failed: {r['error']} "
+                         "| | | | | no |")
+            continue
+        lines.append(f"| {r['variant']} | {r['batch']} × {r['crop']}² | {r['dtype']} | {r['ms_per_step']:.1f} | "
+                     f"{r['images_per_s']:.2f} | {r['peak_mib']:.0f} | {r['out_rel_err']:.1e} | "
+                     f"{r['grad_rel_err']:.1e} | {'yes' if r['correct'] else 'NO'} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--batch", type=int, nargs="+", default=None, help="batch sizes (GPU default 8 16)")
+    parser.add_argument("--crop", type=int, default=None, help="square crop (GPU default 512)")
+    parser.add_argument("--cpu-small", action="store_true", help="CPU scale: batch 2 4, crop 128")
+    parser.add_argument("--dtypes", nargs="+", choices=("fp32", "bf16"), default=["fp32", "bf16"])
+    parser.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS))
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--iters", type=int, default=10)
+    parser.add_argument("--compile", action="store_true", help="torch.compile the net (variants share the flag)")
+    parser.add_argument("--channels-last", action="store_true")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    small = args.cpu_small or args.device == "cpu"
+    args.batch = args.batch or ([2, 4] if small else [8, 16])
+    args.crop = args.crop or (128 if small else 512)
+    if args.crop % 16:
+        parser.error("--crop must be a multiple of 16")
+    card = torch.cuda.get_device_name(args.device) if args.device.startswith("cuda") else platform.processor() or "cpu"
+    print(f"# bench_step: {card}, torch {torch.__version__}, threads {torch.get_num_threads()}, "
+          f"A2U_OPS_BACKEND={os.environ.get('A2U_OPS_BACKEND', 'auto')}, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
+    rows = run(args)
+    print(markdown(rows))
+    return 0 if all(r.get("correct") for r in rows) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
