@@ -81,12 +81,18 @@ def find_corrupt(plan: BatchPlan) -> list[tuple[str, str, str]]:
     for src, (f1, f2, bgb), geo_a1, geo_a2, comb in zip(plan.sources, plan.fg_bytes, plan.geometry[0],
                                                        plan.geometry[1], plan.combine):
         checks = [(src[0], "alpha.png", geo_a1), (src[0], "fg", f1), (src[1], "bg", bgb)]
-        if comb:
+        if len(src) > 2 and src[2][2] == "trimap":
+            checks.append((src[2], "trimap.png", geo_a2))
+        elif comb:
             checks += [(src[2], "alpha.png", geo_a2), (src[2], "fg", f2)]
         for (shard, key, _), member, data in checks:
             if cv2.imdecode(data, cv2.IMREAD_UNCHANGED) is None:
                 bad.append((str(shard.path), key, member))
     return bad
+
+
+class _DaliRunError(RuntimeError):
+    """A failure inside a DALI graph run (as opposed to a bug in the loader's own code)."""
 
 
 class TrainLoader:
@@ -95,23 +101,27 @@ class TrainLoader:
     def __init__(self, dataset_dir: str | os.PathLike, batch_size: int, crop_size: int, *, rank: int = 0,
                  world_size: int = 1, device: str = "cpu", seed: int = 0, iterations_per_epoch: int | None = None,
                  num_threads: int | None = None, composites: bool = False, **augment_options: object) -> None:
-        if composites:
-            raise NotImplementedError("composites=True (train-* shards) is not implemented yet")
         if batch_size < 1 or crop_size < 8:
             raise ValueError(f"batch_size must be >= 1 and crop_size >= 8, got {batch_size}, {crop_size}")
         self.options = AugmentOptions.from_kwargs(**augment_options)
         self.dataset = Dataset(dataset_dir)
         remedy = f"run `python -m data_prep synthetic --out {self.dataset.dir}` (or data_prep folders/composition1k)"
-        self.dataset.require("fg", "bg", remedy=remedy)
-        fg, bg = self.dataset.samples("fg"), self.dataset.samples("bg")
-        if not fg or not bg:
-            raise DatasetError(f"{self.dataset.dir}: the fg/bg shards hold no samples; " + remedy)
+        self.composites = composites
+        if composites:
+            self.dataset.require("train", remedy=f"run `python -m data_prep synthetic --out {self.dataset.dir} "
+                                 "--train-composites K` (or pass composites=False to composite fg/bg shards)")
+            fg, bg = self.dataset.samples("train"), []
+        else:
+            self.dataset.require("fg", "bg", remedy=remedy)
+            fg, bg = self.dataset.samples("fg"), self.dataset.samples("bg")
+        if not fg or (not bg and not composites):
+            raise DatasetError(f"{self.dataset.dir}: the shards hold no samples; " + remedy)
         self.device, self.device_id = resolve_device(device, rank)
         self.batch_size, self.crop = batch_size, crop_size
         self.num_threads = num_threads or default_threads()
         iters = iterations_per_epoch or Sampler.default_iterations(len(fg), batch_size, world_size)
         self.sampler = Sampler(fg, bg, batch_size=batch_size, crop=crop_size, rank=rank, world_size=world_size,
-                               seed=seed, iterations=iters, options=self.options)
+                               seed=seed, iterations=iters, options=self.options, composites=composites)
         self.iterations = iters
         self.epoch = 0
         self.skipped = 0                      # corrupt samples skipped (skip_corrupt=True)
@@ -121,7 +131,8 @@ class TrainLoader:
         self._next_feed = 0                   # global iteration the geometry source yields next
         self._next_out = 0                    # global iteration whose outputs come next
         self._inflight: dict[int, BatchPlan] = {}
-        self._finish = finish_graph(batch_size, self.num_threads, self.device_id, self._dev_kind, crop_size)
+        self._finish = finish_graph(batch_size, self.num_threads, self.device_id, self._dev_kind, crop_size,
+                                    composites)
         self._finish.build()
 
     def __len__(self) -> int:
@@ -143,7 +154,7 @@ class TrainLoader:
         self._inflight.clear()
         self._next_feed = self._next_out = iteration
         self._geometry = geometry_graph(self.batch_size, self.num_threads, self.device_id, self._dev_kind,
-                                        self._source)
+                                        self._source, self.composites)
         self._geometry.build()
 
     def _fail(self, exc: Exception, plans: list[BatchPlan]) -> None:
@@ -185,9 +196,7 @@ class TrainLoader:
             try:
                 with single_torch_thread(self.device):
                     batch = self._finish_batch(plan, alpha, a1, a2)
-            except DatasetError:
-                raise
-            except Exception as exc:  # noqa: BLE001
+            except _DaliRunError as exc:
                 self._geometry = None
                 self._fail(exc, [plan])
                 self._start_geometry(g)
@@ -202,11 +211,15 @@ class TrainLoader:
         trimaps, crops, feeds = [], [], {n: [] for n in FINISH_INPUTS}
         for j in range(len(plan.keys)):
             alpha = to_torch(alpha_tl, j, dev)[..., 0]
-            trimap = make_trimap(alpha, *plan.erosion[j])
-            win = choose_crop(trimap, crop, self.options.min_unknown, gen)
-            trimaps.append(win.apply(trimap, crop))
             a1 = to_torch(a1_tl, j, dev)
             a2 = to_torch(a2_tl, j, dev)
+            if self.composites:
+                trimap = a2[..., 0]          # the stored trimap, warped like the alpha
+                a2 = torch.zeros_like(a1)
+            else:
+                trimap = make_trimap(alpha, *plan.erosion[j])
+            win = choose_crop(trimap, crop, self.options.min_unknown, gen)
+            trimaps.append(win.apply(trimap, crop))
             hf, wf = plan.frames[j]
             # crop pixel centre u (continuous) -> frame point -> source point of each foreground
             to_frame = np.array([[win.scale_x, 0, win.left], [0, win.scale_y, win.top], [0, 0, 1.0]])
@@ -231,10 +244,15 @@ class TrainLoader:
             feeds["val_u"].append(np.float32(vu))
             feeds["jitter"].append(np.float32(self.options.hsv_jitter))
         for name, data in feeds.items():
+            if self.composites and name.startswith("bg_roi"):
+                continue  # not in the composites graph
             if dev.type == "cpu" and data and isinstance(data[0], torch.Tensor):
                 data = [d.numpy() for d in data]
             self._finish.feed_input(name, data)
-        image, fg, bg, alpha = self._finish.run()
+        try:
+            image, fg, bg, alpha = self._finish.run()
+        except Exception as exc:  # noqa: BLE001 - DALI raises RuntimeError subclasses
+            raise _DaliRunError(str(exc)) from exc
         trimap = torch.stack(trimaps).unsqueeze(1).to(torch.float32) / 255.0
         return {"image": batch_to_torch(image, dev), "fg": batch_to_torch(fg, dev), "bg": batch_to_torch(bg, dev),
                 "alpha": batch_to_torch(alpha, dev), "trimap": trimap}

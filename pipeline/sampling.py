@@ -18,6 +18,7 @@ from .imagesize import image_size
 from .options import AugmentOptions
 
 ALPHA_EXT = ("alpha.png",)
+TRIMAP_EXT = ("trimap.png",)
 FG_EXT = ("fg.png", "fg.jpg")
 BG_EXT = ("bg.jpg", "bg.png")
 
@@ -61,13 +62,15 @@ class Sampler:
     """Builds the BatchPlans of one rank."""
 
     def __init__(self, fg: list[tuple[Shard, str]], bg: list[tuple[Shard, str]], *, batch_size: int, crop: int,
-                 rank: int, world_size: int, seed: int, iterations: int, options: AugmentOptions) -> None:
+                 rank: int, world_size: int, seed: int, iterations: int, options: AugmentOptions,
+                 composites: bool = False) -> None:
         if not 0 <= rank < world_size:
             raise ValueError(f"rank {rank} is not in [0, world_size={world_size})")
         if len(fg) < world_size:
             raise DatasetError(f"{len(fg)} foregrounds cannot be split over {world_size} ranks; "
                                "write more foregrounds with data_prep or use fewer ranks")
         self.fg, self.bg = fg, bg
+        self.composites = composites   # fg = train-* samples with their own bg and trimap; bg unused
         self.batch_size, self.crop, self.rank, self.world = batch_size, crop, rank, world_size
         self.seed, self.iterations, self.opt = seed, iterations, options
         self.sizes = options.scaled(crop)
@@ -122,11 +125,15 @@ class Sampler:
             shard, key = self.fg[int(idx)]
             a1 = self.reader.read(shard, key, ALPHA_EXT)
             f1 = self.reader.read(shard, key, FG_EXT)
-            bshard, bkey = self._draw(rng, self.bg)
+            bshard, bkey = (shard, key) if self.composites else self._draw(rng, self.bg)
             bgb = self.reader.read(bshard, bkey, BG_EXT)
             src = [(shard, key, "alpha/fg"), (bshard, bkey, "bg")]
-            combine = rng.random() < o.p_combine
-            if combine:
+            combine = rng.random() < o.p_combine and not self.composites
+            if self.composites:
+                # the stored trimap rides in the second-alpha slot and gets the same warp as the alpha
+                a2, f2 = self.reader.read(shard, key, TRIMAP_EXT), BLANK_RGB
+                src.append((shard, key, "trimap"))
+            elif combine:
                 s2, k2 = self._draw(rng, self.fg)
                 a2, f2 = self.reader.read(s2, k2, ALPHA_EXT), self.reader.read(s2, k2, FG_EXT)
                 src.append((s2, k2, "alpha/fg (second foreground)"))
@@ -167,7 +174,7 @@ class Sampler:
                 hf, wf = max(crop + 1, int(hs * r)), max(crop + 1, int(ws * r))
             up = np.diag([wf / ws, hf / hs, 1.0])
             fwd1 = up @ hflip @ affine @ resize
-            fwd2 = fwd1 @ np.diag([w1 / w2, h1 / h2, 1.0])
+            fwd2 = fwd1 if self.composites else fwd1 @ np.diag([w1 / w2, h1 / h2, 1.0])
             inv1, inv2 = np.linalg.inv(fwd1), np.linalg.inv(fwd2)
             g1 = max(1.0, hs / hb, ws / wb)  # background upscale when smaller than the foreground
             up_factor = min(hf / hs, wf / ws)

@@ -14,6 +14,11 @@
    upscale + crop as one cubic `resize` over the crop's region of interest, and the composite
    image = fg * alpha + bg * (1 - alpha) with DALI arithmetic ops, in float (not re-quantised).
 
+With `composites=True` (train-* shards) the same graphs read the stored alpha, trimap, fg and bg of each sample:
+the one warp is applied to all four (the trimap nearest-neighbour, so it keeps 0/128/255), there is no second
+foreground and no erosion, the crop centre comes from the stored trimap, and the colour jitter is applied to the fg
+before the image is recomposited in the graph (so the identity still holds; the stored image.png is not decoded).
+
 All random parameters are drawn in Python from NumPy generators keyed by (seed, epoch, rank, world size, iteration) and
 fed through `external_source`, so the stream does not depend on thread scheduling. No Python callback runs per pixel.
 """
@@ -32,8 +37,13 @@ def _decoder_device(device: str) -> str:
     return "mixed" if device == "cuda" else "cpu"
 
 
-def geometry_graph(batch_size: int, num_threads: int, device_id: int | None, device: str, source) -> Pipeline:
-    """Graph 1: alphas decoded and warped into the (upscaled) augmented frame; `source()` yields the input batches."""
+def geometry_graph(batch_size: int, num_threads: int, device_id: int | None, device: str, source,
+                   composites: bool = False) -> Pipeline:
+    """Graph 1: alphas decoded and warped into the (upscaled) augmented frame; `source()` yields the input batches.
+
+    With `composites` the second input is the sample's stored trimap: it is warped like the alpha and returned in
+    place of the combined alpha's partner, and no combination happens.
+    """
 
     @pipeline_def(batch_size=batch_size, num_threads=num_threads, device_id=device_id, prefetch_queue_depth=2,
                   exec_dynamic=True)
@@ -45,6 +55,8 @@ def geometry_graph(batch_size: int, num_threads: int, device_id: int | None, dev
         a2 = fn.decoders.image(a2_bytes, device=dec, output_type=types.GRAY)
         a1 = fn.warp_affine(a1, matrix=m1, size=size, interp_type=types.INTERP_NN, fill_value=0)
         a2 = fn.warp_affine(a2, matrix=m2, size=size, interp_type=types.INTERP_NN, fill_value=0)
+        if composites:
+            return a1, a1, a2
         inv1 = 255.0 - fn.cast(a1, dtype=types.FLOAT)
         inv2 = 255.0 - fn.cast(a2, dtype=types.FLOAT)
         combined = fn.cast(255.0 - inv1 * inv2 / 255.0, dtype=types.UINT8)
@@ -53,8 +65,12 @@ def geometry_graph(batch_size: int, num_threads: int, device_id: int | None, dev
     return graph()
 
 
-def finish_graph(batch_size: int, num_threads: int, device_id: int | None, device: str, crop: int) -> Pipeline:
-    """Graph 3: foreground warp into the crop, combination, HSV jitter, background crop and the composite."""
+def finish_graph(batch_size: int, num_threads: int, device_id: int | None, device: str, crop: int,
+                 composites: bool = False) -> Pipeline:
+    """Graph 3: foreground warp into the crop, combination, HSV jitter, background crop and the composite.
+
+    With `composites` the background is the sample's own (fixed) background, so it gets the foreground's warp.
+    """
 
     @pipeline_def(batch_size=batch_size, num_threads=num_threads, device_id=device_id, prefetch_queue_depth=1,
                   exec_dynamic=True)
@@ -99,8 +115,11 @@ def finish_graph(batch_size: int, num_threads: int, device_id: int | None, devic
         # hsv round-trips through HSV even at identity settings, so samples without jitter keep the exact colours
         fg = use * fn.cast(fn.hsv(fg, hue=h_arg, saturation=s_arg, value=v_arg), dtype=types.FLOAT) + (1.0 - use) * fgf
 
-        bgc = fn.resize(bg, size=[crop, crop], roi_start=roi0, roi_end=roi1, roi_relative=False,
-                        interp_type=types.INTERP_CUBIC, antialias=True)
+        if composites:
+            bgc = fn.warp_affine(bg, matrix=m1, size=[crop, crop], interp_type=types.INTERP_NN, fill_value=0)
+        else:
+            bgc = fn.resize(bg, size=[crop, crop], roi_start=roi0, roi_end=roi1, roi_relative=False,
+                            interp_type=types.INTERP_CUBIC, antialias=True)
         fgf = fg
         bgf = fn.cast(bgc, dtype=types.FLOAT)
         image = fgf * alpha + bgf * (1.0 - alpha)
