@@ -147,6 +147,13 @@ def _outline_points(mask: np.ndarray, rng: np.random.Generator, n: int,
     return p + rng.normal(0, 1.5, p.shape).astype(np.float32) - normal * 2, normal
 
 
+def _bezier(p0, p1, p2, n: int = 24) -> np.ndarray:
+    """Points on a quadratic Bezier curve (smooth outlines for shoulders and hair)."""
+    t = np.linspace(0, 1, n)[:, None]
+    p0, p1, p2 = (np.asarray(p, np.float64) for p in (p0, p1, p2))
+    return (1 - t) ** 2 * p0 + 2 * (1 - t) * t * p1 + t ** 2 * p2
+
+
 def _lerp(a: np.ndarray, b: np.ndarray, t: np.ndarray) -> np.ndarray:
     return a * (1 - t[..., None]) + b * t[..., None]
 
@@ -166,16 +173,18 @@ def _person(rng: np.random.Generator, h: int, w: int) -> tuple[np.ndarray, np.nd
     sh_y = hy + r * rng.uniform(1.35, 1.6)
     cv2.rectangle(body, (int(cx - neck_w), int(hy + r * 0.5)), (int(cx + neck_w), int(sh_y + r * 0.3)), 1.0, -1)
     sh_w = r * rng.uniform(2.2, 3.1)
-    torso = np.array([[cx - neck_w * 1.3, sh_y - r * 0.15], [cx + neck_w * 1.3, sh_y - r * 0.15],
-                      [cx + sh_w, sh_y + r * 0.45], [cx + sh_w * 1.08, h + 5], [cx - sh_w * 1.08, h + 5],
-                      [cx - sh_w, sh_y + r * 0.45]], np.float32)
+    flare = r * rng.uniform(0.0, 0.5)
+    right = np.concatenate([  # neck base -> rounded shoulder (quadratic Bezier) -> arm side down to the frame edge
+        _bezier((cx + neck_w * 1.1, sh_y - r * 0.2), (cx + sh_w * 0.95, sh_y - r * 0.3), (cx + sh_w, sh_y + r * 0.8)),
+        _bezier((cx + sh_w, sh_y + r * 0.8), (cx + sh_w * 1.04, sh_y + r * 2.0), (cx + sh_w + flare, h + 5))[1:]])
+    left = right.copy()
+    left[:, 0] = 2 * cx - left[:, 0]
+    torso = np.concatenate([right, left[::-1]]).astype(np.float32)
     cv2.fillPoly(body, [np.round(torso * 16).astype(np.int32)], 1.0, cv2.LINE_AA, shift=4)
-    for side in (-1, 1):  # shoulders rounded, arms slightly apart with a gap of background
-        cv2.circle(body, (int(cx + side * (sh_w - r * 0.35)), int(sh_y + r * 0.5)), int(r * 0.55), 1.0, -1,
-                   cv2.LINE_AA)
-        if rng.random() < 0.6:
-            ax = int(cx + side * (sh_w + r * 0.45))
-            cv2.ellipse(body, (ax, int(sh_y + r * 2.3)), (int(r * 0.42), int(r * 2.0)), side * -8, 0, 360, 1.0, -1,
+    if rng.random() < 0.5:  # arms held slightly away from the body leave background gaps near the waist
+        for side in (-1, 1):
+            ax = int(cx + side * (sh_w + flare * 0.5 + r * 0.5))
+            cv2.ellipse(body, (ax, int(sh_y + r * 2.6)), (int(r * 0.45), int(r * 2.0)), side * -6, 0, 360, 1.0, -1,
                         cv2.LINE_AA)
     body = _blur(body, rng.uniform(0.4, 1.2))
 
@@ -196,10 +205,12 @@ def _person(rng: np.random.Generator, h: int, w: int) -> tuple[np.ndarray, np.nd
                 -1, cv2.LINE_AA)
     if long_hair:
         drop = r * rng.uniform(1.4, 2.6)
-        for side in (-1, 1):
-            x0 = cx + side * head_ax[0] * 0.92
-            pts = np.array([[x0, hy - r * 0.2], [x0 + side * r * 0.45, hy - r * 0.1],
-                            [x0 + side * r * 0.55, hy + drop], [x0 - side * r * 0.05, hy + drop * 0.9]], np.float32)
+        for side in (-1, 1):  # a lock of hair on each side of the face, wider and rounded at the bottom
+            x0 = cx + side * head_ax[0] * 0.85
+            outer = _bezier((x0, hy - r * 0.6), (x0 + side * r * 0.7, hy + drop * 0.3), (x0 + side * r * 0.5, hy + drop))
+            inner = _bezier((x0 - side * r * 0.05, hy + drop * 0.92), (x0 - side * r * 0.2, hy + drop * 0.4),
+                            (x0 - side * r * 0.1, hy - r * 0.2))
+            pts = np.concatenate([outer, inner]).astype(np.float32)
             cv2.fillPoly(hair, [np.round(pts * 16).astype(np.int32)], 1.0, cv2.LINE_AA, shift=4)
     hair = _blur(hair, 1.0)
     hair_c = random_colour(rng, sat=(0.2, 0.7), val=(0.08, 0.75), hue=rng.uniform(0.0, 0.12))
