@@ -1,0 +1,83 @@
+"""`composition1k` on a miniature copy of the Adobe layout (names with spaces and dots, both Training_set
+variants, merged test composites <fg>_<i>.png mapped to their alphas)."""
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from data_prep.cli import main
+from data_prep.reader import iter_samples
+from data_prep.verify import verify_dataset
+
+from .conftest import counts, make_raw, manifest
+
+
+def _layout(tmp: Path) -> tuple[Path, Path]:
+    raw = make_raw(tmp / "raw", n_fg=6, n_bg=3, size=64)
+    root = tmp / "c1k"
+    names = ["girl 1.2", "dandelion-1", "glass (3)", "dog.fur", "spider web", "woman"]
+    srcs = sorted(raw["fg"].iterdir())
+    for i, (name, src) in enumerate(zip(names, srcs)):
+        group = root / "Training_set" / ("Adobe-licensed images" if i < 4 else "Other")
+        (group / "fg").mkdir(parents=True, exist_ok=True)
+        (group / "alpha").mkdir(parents=True, exist_ok=True)
+        Image.open(src).convert("RGB").save(group / "fg" / f"{name}.jpg")
+        Image.open(raw["alpha"] / f"{src.stem}.png").save(group / "alpha" / f"{name}.jpg")  # Adobe ships some jpg
+    test = root / "Test_set"
+    for d in ("merged", "Adobe-licensed images/alpha", "Adobe-licensed images/trimaps"):
+        (test / d).mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for t in ("cobweb", "pot.plant"):
+        alpha = (rng.random((48, 64)) * 255).astype(np.uint8)
+        Image.fromarray(alpha).save(test / "Adobe-licensed images/alpha" / f"{t}.png")
+        for i in range(3):
+            Image.fromarray((rng.random((48, 64, 3)) * 255).astype(np.uint8)).save(test / "merged" / f"{t}_{i}.png")
+            tri = np.full((48, 64), 128, np.uint8)
+            tri[:10], tri[-10:] = 0, 255
+            tri[20, 20] = 130  # resampling noise in a released trimap is snapped to 128
+            Image.fromarray(tri).save(test / "Adobe-licensed images/trimaps" / f"{t}_{i}.png")
+    return root, raw["bg"]
+
+
+def test_composition1k_layout(tmp_path):
+    root, bg = _layout(tmp_path)
+    out = tmp_path / "out"
+    assert main(["composition1k", "--root", str(root), "--bg", str(bg), "--out", str(out), "--workers", "1",
+                 "--val-count", "1", "--train-composites", "1"]) == 0
+    assert counts(out) == {"fg": 5, "bg": 3, "val": 2, "test": 6, "train": 5}
+    assert verify_dataset(out) == []
+    tests = {k: m for s in manifest(out)["shards"] if s["kind"] == "test" for k, m in iter_samples(out / s["name"])}
+    assert sorted(tests) == ["cobweb_0", "cobweb_1", "cobweb_2", "pot_plant_0", "pot_plant_1", "pot_plant_2"]
+    m = tests["pot_plant_1"]
+    meta = json.loads(m["meta.json"])
+    assert meta["fg"] == "pot.plant.png" and meta["bg"] == "pot.plant_1.png"
+    merged = root / "Test_set/merged/pot.plant_1.png"
+    assert np.array_equal(np.asarray(Image.open(io.BytesIO(m["image.png"]))), np.asarray(Image.open(merged)))
+    tri = np.asarray(Image.open(io.BytesIO(m["trimap.png"])))
+    assert set(np.unique(tri)) == {0, 128, 255} and tri[20, 20] == 128
+    fg_keys = {k for s in manifest(out)["shards"] if s["kind"] == "fg" for k, _ in iter_samples(out / s["name"])}
+    assert all("." not in k and " " not in k for k in fg_keys) and len(fg_keys) == 5
+
+
+def test_composition1k_missing_training_set(tmp_path, capsys):
+    (tmp_path / "empty_root").mkdir()
+    raw = make_raw(tmp_path / "raw", n_fg=1, n_bg=1, size=64)
+    assert main(["composition1k", "--root", str(tmp_path / "empty_root"), "--bg", str(raw["bg"]),
+                 "--out", str(tmp_path / "o")]) == 2
+    assert "no Training_set/fg" in capsys.readouterr().err
+
+
+def test_composition1k_orphan_test_composite(tmp_path, capsys):
+    root, bg = _layout(tmp_path)
+    Image.new("RGB", (64, 48)).save(root / "Test_set/merged/unknown_0.png")
+    out = tmp_path / "out"
+    args = ["composition1k", "--root", str(root), "--bg", str(bg), "--out", str(out), "--workers", "1"]
+    assert main(args) == 2
+    assert "unknown_0.png" in capsys.readouterr().err
+    assert main(args + ["--skip-bad"]) == 0
+    assert [s["path"] for s in manifest(out)["skipped"]] == [str(root / "Test_set/merged/unknown_0.png")]
+    assert counts(out)["test"] == 6
