@@ -182,8 +182,14 @@ def _set(cfg: TrainConfig, dotted: str, value: Any, source: str) -> None:
             node = node.setdefault(p, {})
         node[parts[-1]] = value
         return
-    if isinstance(value, int) and not isinstance(value, bool) and "float" in str(annotation) and "int" not in str(annotation):
-        value = float(value)
+    if "float" in str(annotation) and "int" not in str(annotation):
+        if isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        elif isinstance(value, str):  # YAML 1.1 reads "3e-4" (no dot) as a string
+            try:
+                value = float(value)
+            except ValueError:
+                pass
     if not _type_ok(value, annotation):
         raise JobError(f"{source}: {dotted} must be {annotation}, got {value!r} ({type(value).__name__})")
     choices = _CHOICES.get((parts[0], key))

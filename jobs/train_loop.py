@@ -56,6 +56,7 @@ class _Trainer:
     """State of one worker; methods are the phases of the loop."""
 
     def __init__(self, config: dict[str, Any]) -> None:
+        import ray
         import ray.train
         import ray.train.torch
 
@@ -91,11 +92,15 @@ class _Trainer:
             net, parallel_strategy_kwargs={"find_unused_parameters": cfg.perf.find_unused_parameters})
         if cfg.perf.compile:
             self.net = torch.compile(self.net)
+        self.worker_nodes = _gather(ray.get_runtime_context().get_node_id(), self.world)  # rank -> Ray node id
         self.logger = None
         if self.rank == 0:
+            import json
+
             from jobs.tracking import StepLogger
 
             self.logger = StepLogger(self.tracking_uri, self.run_id)
+            self.logger.client.set_tag(self.run_id, "a2u.worker_nodes", json.dumps(self.worker_nodes))
 
     # ---------------------------------------------------------------- resume
     def _restore(self, net: torch.nn.Module, resume_from: str | None) -> bool:
@@ -145,6 +150,7 @@ class _Trainer:
                 "model": unwrap(self.net).state_dict(), "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict(), "step": self.step, "epoch": self.epoch,
                 "batch_in_epoch": self.batch_in_epoch, "rng": rng, "world_size": self.world,
+                "worker_nodes": self.worker_nodes,
                 "config": self.cfg.to_dict(), "mlflow_run_id": self.run_id})
             ray.train.report(metrics, checkpoint=Checkpoint.from_directory(tmp),
                              checkpoint_dir_name=f"checkpoint_step{self.step:08d}")

@@ -1,0 +1,106 @@
+"""Helpers for the jobs tests: tiny training overrides, free loopback ports, servers started/stopped by PID."""
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+import requests
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+VENV_BIN = Path(sys.executable).parent
+DEMO_CONFIG = "jobs/configs/demo_cpu.yaml"
+
+# real A2U net, smallest shapes that exercise everything: crop 64, batch 2 per worker, 3 steps per epoch
+TINY = ["data.crop_size=64", "data.batch_size=2", "data.iterations_per_epoch=3", "optim.epochs=1",
+        "optim.milestones=[5]", "val.max_samples=2", "checkpoint.every_n_steps=0", "tracking.log_every_n_steps=1"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def child_env(**extra: str) -> dict[str, str]:
+    """Environment for subprocesses: the venv first on PATH, loopback-only Ray without token auth."""
+    env = {**os.environ, "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+           "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0",
+           "PYTHONPATH": str(REPO_ROOT)}
+    env.update(extra)
+    return env
+
+
+def stop_process_group(proc: subprocess.Popen, timeout: float = 30.0) -> None:
+    """SIGTERM the process (a session leader) and its children, SIGKILL what is left after `timeout`."""
+    if proc.poll() is not None:
+        return
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+
+
+def wait_http(url: str, proc: subprocess.Popen, timeout: float, log: Path) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{proc.args[0]} exited early ({proc.returncode}):\n{log.read_text()[-3000:]}")
+        try:
+            if requests.get(url, timeout=2).status_code == 200:
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(0.5)
+    raise RuntimeError(f"{url} not ready after {timeout} s:\n{log.read_text()[-3000:]}")
+
+
+@pytest.fixture
+def mlflow_server(tmp_path: Path) -> Iterator[str]:
+    """A real `mlflow server` on 127.0.0.1 (SQLite backend, local artifacts); yields its URL."""
+    port = free_port()
+    log = tmp_path / "mlflow_server.log"
+    with open(log, "w") as fh:
+        proc = subprocess.Popen(
+            [str(VENV_BIN / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port),
+             "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}",
+             "--artifacts-destination", str(tmp_path / "mlartifacts"), "--workers", "1"],
+            stdout=fh, stderr=subprocess.STDOUT, env=child_env(), start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_http(f"{url}/health", proc, 90, log)
+        yield url
+    finally:
+        stop_process_group(proc)
+
+
+@pytest.fixture
+def ray_head() -> Iterator[dict]:
+    """A real `ray start --head --block` on 127.0.0.1 with its own temp dir and ports; yields its addresses."""
+    temp_dir = tempfile.mkdtemp(prefix="rayt", dir="/tmp")  # short: Ray's unix sockets live under it
+    ports = {name: free_port() for name in ("port", "dashboard-port", "ray-client-server-port",
+                                            "dashboard-agent-listen-port", "dashboard-agent-grpc-port",
+                                            "runtime-env-agent-port", "metrics-export-port",
+                                            "node-manager-port", "object-manager-port")}
+    log = Path(temp_dir) / "ray_start.log"
+    cmd = [str(VENV_BIN / "ray"), "start", "--head", "--block", "--node-ip-address=127.0.0.1", "--num-cpus=2",
+           "--num-gpus=0", "--object-store-memory=268435456", "--include-dashboard=true",
+           "--dashboard-host=127.0.0.1", "--disable-usage-stats", f"--temp-dir={temp_dir}",
+           *(f"--{k}={v}" for k, v in ports.items())]
+    with open(log, "w") as fh:
+        proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env=child_env(), start_new_session=True)
+    dashboard = f"http://127.0.0.1:{ports['dashboard-port']}"
+    try:
+        wait_http(f"{dashboard}/api/version", proc, 120, log)
+        yield {"dashboard": dashboard, "gcs": f"127.0.0.1:{ports['port']}", "pid": proc.pid}
+    finally:
+        stop_process_group(proc, timeout=60)

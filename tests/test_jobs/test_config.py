@@ -1,0 +1,64 @@
+"""jobs.config: YAML + dotted overrides, strict keys and types, the shipped configs."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from jobs.config import config_from_dict, flatten, load_config
+from jobs.errors import JobError
+
+CONFIGS = sorted((Path(__file__).resolve().parents[2] / "jobs" / "configs").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
+def test_shipped_configs_load_and_round_trip(path: Path) -> None:
+    cfg = load_config(path)
+    assert config_from_dict(cfg.to_dict()) == cfg
+
+
+def test_a2u_recipe_values() -> None:
+    cfg = load_config(Path("jobs/configs/a2u_comp1k.yaml"))
+    assert (cfg.data.crop_size, cfg.data.batch_size, cfg.optim.lr, cfg.optim.backbone_lr_ratio) == (512, 8, 0.01, 0.01)
+    assert cfg.optim.milestones == [20, 26] and cfg.optim.gamma == 0.1 and cfg.optim.weight_decay == 0.0
+
+
+def test_overrides_are_typed_and_dotted() -> None:
+    cfg = load_config(None, ["optim.lr=3e-4", "data.iterations_per_epoch=null", "optim.milestones=[2, 4]",
+                             "model.options.upsampler=bilinear", "perf.channels_last=true", "optim.epochs=7"])
+    assert cfg.optim.lr == pytest.approx(3e-4) and cfg.data.iterations_per_epoch is None
+    assert cfg.optim.milestones == [2, 4] and cfg.model.options == {"upsampler": "bilinear"}
+    assert cfg.perf.channels_last is True and cfg.optim.epochs == 7
+    assert flatten(cfg.to_dict())["model.options.upsampler"] == "bilinear"
+
+
+def test_int_accepted_for_float_field() -> None:
+    assert load_config(None, ["optim.lr=1"]).optim.lr == 1.0
+
+
+@pytest.mark.parametrize("override, fragment", [
+    ("optim.lrr=0.1", "valid keys: optim.lr, optim.backbone_lr_ratio"),
+    ("optimizer.lr=0.1", "valid sections: run, data, model"),
+    ("data.crop_size=big", "data.crop_size must be int"),
+    ("data.crop_size=100", "multiple of 16"),
+    ("perf.amp_dtype=fp8", "must be one of"),
+    ("scaling.use_gpu=3", "must be bool"),
+    ("noequals", "section.key=value"),
+])
+def test_bad_overrides_name_the_problem(override: str, fragment: str) -> None:
+    with pytest.raises(JobError, match=None) as info:
+        load_config(None, [override])
+    assert fragment in str(info.value)
+
+
+def test_unknown_key_in_yaml_names_file(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("optim:\n  learning_rate: 0.1\n")
+    with pytest.raises(JobError) as info:
+        load_config(bad)
+    assert str(bad) in str(info.value) and "optim.lr" in str(info.value)
+
+
+def test_missing_config_file() -> None:
+    with pytest.raises(JobError, match="does not exist"):
+        load_config("jobs/configs/nope.yaml")
