@@ -210,24 +210,31 @@ def build(out_dir: Path, options: dict, plan: dict[str, list[Task]], *, workers:
         write_progress(out_dir, options, [r.manifest_entry() for r in records])
 
     write_progress(out_dir, options, [r.manifest_entry() for r in records])
-    total = sum(len(t) for _, t, _ in todo)
-    with tqdm(total=total, desc="encoding", unit="sample", disable=None) as bar:
-        for kind, tasks, start in todo:
-            writer = RollingShardWriter(out_dir, kind, shard_bytes, start_index=start, on_complete=journal)
-            try:
-                for digest, sample, bad in _iter_results(tasks, workers):
-                    bar.update(1)
-                    if bad is not None:
-                        if not skip_bad:
-                            raise BadInputError(bad["path"], bad["problem"])
-                        log.warning("skipping %s: %s", bad["path"], bad["problem"])
-                        writer.skip(digest, bad)
-                        continue
-                    writer.write(sample, digest)
+    flat = [t for _, tasks, _ in todo for t in tasks]  # one pool for all kinds: workers stay warm
+    starts = {kind: start for kind, _, start in todo}
+    writer: RollingShardWriter | None = None
+    with tqdm(total=len(flat), desc="encoding", unit="sample", disable=None) as bar:
+        try:
+            for task, (digest, sample, bad) in zip(flat, _iter_results(flat, workers)):
+                bar.update(1)
+                if writer is None or writer.kind != task.kind:
+                    if writer is not None:
+                        writer.finish_shard()
+                    writer = RollingShardWriter(out_dir, task.kind, shard_bytes, start_index=starts[task.kind],
+                                                on_complete=journal)
+                if bad is not None:
+                    if not skip_bad:
+                        raise BadInputError(bad["path"], bad["problem"])
+                    log.warning("skipping %s: %s", bad["path"], bad["problem"])
+                    writer.skip(digest, bad)
+                    continue
+                writer.write(sample, digest)
+            if writer is not None:
                 writer.finish_shard()
-            except BaseException:
+        except BaseException:
+            if writer is not None:
                 writer.abort()
-                raise
+            raise
     uniq = _all_skipped(skipped, records)
     write_manifest(out_dir, options, [r.manifest_entry() for r in records], uniq, extra_manifest)
     (out_dir / PROGRESS).unlink(missing_ok=True)

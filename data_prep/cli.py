@@ -38,6 +38,13 @@ def _positive(text: str) -> int:
     return v
 
 
+def _min_size_64(text: str) -> int:
+    v = int(text)
+    if v < 64:
+        raise argparse.ArgumentTypeError(f"must be >= 64 (smaller images cannot show hair-like detail), got {v}")
+    return v
+
+
 def _non_negative(text: str) -> int:
     v = int(text)
     if v < 0:
@@ -77,7 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "(defaults max(2, N//6) x 2 backgrounds and max(2, N//4) x --test-composites); "
                                    "max(8, N) backgrounds.")
     p.add_argument("--count", type=_positive, required=True, help="training foregrounds (fg shards)")
-    p.add_argument("--size", type=_positive, default=512, help="long side in pixels (default 512)")
+    p.add_argument("--size", type=_min_size_64, default=512, help="long side in pixels (default 512, min 64)")
     p.add_argument("--test-count", type=_non_negative, default=None,
                    help="held-out test foregrounds (default max(2, count//4))")
     _add_writer_options(p, val_default=None, test_default=2)
@@ -134,11 +141,13 @@ def _report(result: BuildResult, out: Path) -> int:
 def cmd_synthetic(args: argparse.Namespace) -> int:
     from . import encoders  # noqa: F401 - registers the sample encoders
     from .plans import synthetic_plan, synthetic_split_sizes
+    from .synthetic import preload_photos
 
     n, v, t = synthetic_split_sizes(args.count, args.val_count, args.test_count)
     options = {"command": "synthetic", "count": n, "size": args.size, "seed": args.seed, "val_count": v,
                "test_count": t, "test_composites": args.test_composites, "val_composites": 2,
                "train_composites": args.train_composites, "shard_size": args.shard_size}
+    preload_photos()
     plan = synthetic_plan(args.count, args.size, args.seed, v, t, args.test_composites, args.train_composites)
     result = build(args.out, options, plan, workers=args.workers, shard_bytes=args.shard_size,
                    skip_bad=args.skip_bad, overwrite=args.overwrite)

@@ -414,16 +414,14 @@ def _photo(name: str) -> np.ndarray:
     return np.ascontiguousarray(getattr(skimage.data, name)())
 
 
-def available_photos() -> tuple[str, ...]:
-    """Bundled scikit-image photos that load offline on this install (others are skipped with a log line)."""
-    ok = []
+def preload_photos() -> None:
+    """Load the bundled photographs once in the parent process, so forked workers share them (copy-on-write)
+    instead of each paying the scikit-image import and decode."""
     for name in _COLOUR_PHOTOS + _GREY_PHOTOS:
         try:
             _photo(name)
-            ok.append(name)
         except Exception as exc:  # noqa: BLE001 - a missing optional image just narrows the pool
-            log.info("skimage.data.%s unavailable (%s); not used for backgrounds", name, exc)
-    return tuple(ok)
+            log.info("skimage.data.%s unavailable (%s)", name, exc)
 
 
 def _photo_background(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
