@@ -5,6 +5,8 @@ image/fg/bg N x 3 x crop x crop float32 in [0, 1], alpha/trimap N x 1 x crop x c
 """
 from __future__ import annotations
 
+import collections
+import concurrent.futures
 import contextlib
 import logging
 import os
@@ -95,6 +97,16 @@ class _DaliRunError(RuntimeError):
     """A failure inside a DALI graph run (as opposed to a bug in the loader's own code)."""
 
 
+def _drain(pending: collections.deque) -> None:
+    """Wait for finish-graph runs still in flight (their results are dropped)."""
+    while pending:
+        _, future = pending.popleft()
+        try:
+            future.result()
+        except Exception:  # noqa: BLE001 - dropped batches; the caller handles the first failure
+            pass
+
+
 class TrainLoader:
     """Fixed-length epochs of augmented, composited training crops; see `build_train_loader`."""
 
@@ -134,6 +146,7 @@ class TrainLoader:
         self._finish = finish_graph(batch_size, self.num_threads, self.device_id, self._dev_kind, crop_size,
                                     composites)
         self._finish.build()
+        self._pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="dali-finish")
 
     def __len__(self) -> int:
         return self.iterations
@@ -176,39 +189,61 @@ class TrainLoader:
         self.sampler._slots.clear()
 
     # -- iteration ---------------------------------------------------------------------------------------------------
+    def _prepare(self, g: int) -> tuple[BatchPlan, dict[str, list], list[torch.Tensor]] | None:
+        """Geometry outputs of global iteration g -> torch trimap/crop step; None after a handled DALI failure."""
+        try:
+            alpha, a1, a2 = self._geometry.run()
+        except Exception as exc:  # noqa: BLE001 - DALI raises RuntimeError subclasses
+            plans = [self._inflight[k] for k in sorted(self._inflight)]
+            self._geometry = None
+            self._fail(exc, plans)
+            self._start_geometry(g)
+            return None
+        plan = self._inflight.pop(g)
+        self._next_out = g + 1
+        with single_torch_thread(self.device):
+            feeds, trimaps = self._crop_step(plan, alpha, a1, a2)
+        return plan, feeds, trimaps
+
     def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
+        """Exactly len(self) batches. The finish graph of batch i runs in a helper thread (DALI releases the GIL)
+        while this thread runs the geometry outputs and torch step of batch i + 1."""
         start = self.epoch * self.iterations
         if self._geometry is None or self._next_out != start:
             self._start_geometry(start)
-        i = 0
-        while i < self.iterations:
-            g = start + i
-            try:
-                alpha, a1, a2 = self._geometry.run()
-            except Exception as exc:  # noqa: BLE001 - DALI raises RuntimeError subclasses
-                plans = [self._inflight[k] for k in sorted(self._inflight)]
-                self._geometry = None
-                self._fail(exc, plans)
-                self._start_geometry(g)
-                continue
-            plan = self._inflight.pop(g)
-            self._next_out = g + 1
-            try:
-                with single_torch_thread(self.device):
-                    batch = self._finish_batch(plan, alpha, a1, a2)
-            except _DaliRunError as exc:
-                self._geometry = None
-                self._fail(exc, [plan])
-                self._start_geometry(g)
-                continue
-            self.last_keys = list(plan.keys)
-            i += 1
-            yield batch
+        pending: collections.deque = collections.deque()
+        done, nxt = 0, 0
+        try:
+            while done < self.iterations:
+                while nxt < self.iterations and len(pending) < 2:
+                    prepared = self._prepare(start + nxt)
+                    if prepared is None:
+                        continue
+                    plan, feeds, trimaps = prepared
+                    pending.append((plan, self._pool.submit(self._run_finish, feeds, trimaps)))
+                    nxt += 1
+                plan, future = pending.popleft()
+                try:
+                    batch = future.result()
+                except _DaliRunError as exc:
+                    _drain(pending)
+                    self._geometry = None
+                    self._fail(exc, [plan])
+                    self._start_geometry(plan.iteration)
+                    nxt = plan.iteration - start
+                    continue
+                self.last_keys = list(plan.keys)
+                done += 1
+                yield batch
+        finally:
+            _drain(pending)
 
-    def _finish_batch(self, plan: BatchPlan, alpha_tl, a1_tl, a2_tl) -> dict[str, torch.Tensor]:
+    def _crop_step(self, plan: BatchPlan, alpha_tl, a1_tl, a2_tl) -> tuple[dict[str, list], list[torch.Tensor]]:
+        """Trimaps, crop windows and the finish graph's inputs for one batch (torch, on the loader's device)."""
         crop, dev = self.crop, self.device
         gen = torch.Generator().manual_seed(plan.crop_seed)
-        trimaps, crops, feeds = [], [], {n: [] for n in FINISH_INPUTS}
+        trimaps: list[torch.Tensor] = []
+        feeds: dict[str, list] = {n: [] for n in FINISH_INPUTS}
         for j in range(len(plan.keys)):
             alpha = to_torch(alpha_tl, j, dev)[..., 0]
             a1 = to_torch(a1_tl, j, dev)
@@ -233,8 +268,15 @@ class TrainLoader:
             feeds["bg"].append(bgb)
             feeds["matrix1"].append((inv1 @ to_frame)[:2].astype(np.float32))
             feeds["matrix2"].append((inv2 @ to_frame)[:2].astype(np.float32))
-            feeds["bg_roi_start"].append(np.array([win.top * by, win.left * bx], np.float32))
-            feeds["bg_roi_end"].append(np.array([(win.top + ext[0]) * by, (win.left + ext[1]) * bx], np.float32))
+            hb, wb = plan.bg_sizes[j]
+            roi0 = np.array([win.top * by, win.left * bx])
+            roi1 = np.array([(win.top + ext[0]) * by, (win.left + ext[1]) * bx])
+            lo = np.clip(np.floor(roi0) - 3, 0, [hb - 1, wb - 1]).astype(np.int32)   # margin for the cubic filter
+            hi = np.clip(np.ceil(roi1) + 3, lo + 1, [hb, wb]).astype(np.int32)
+            feeds["bg_slice_start"].append(lo)
+            feeds["bg_slice_shape"].append(hi - lo)
+            feeds["bg_roi_start"].append((roi0 - lo).astype(np.float32))
+            feeds["bg_roi_end"].append((roi1 - lo).astype(np.float32))
             feeds["alpha1"].append(win.apply(a1, crop).contiguous())
             feeds["alpha2"].append(win.apply(a2, crop).contiguous())
             feeds["alpha"].append(win.apply(alpha, crop).unsqueeze(-1).contiguous())
@@ -243,8 +285,13 @@ class TrainLoader:
             feeds["sat_u"].append(np.float32(su))
             feeds["val_u"].append(np.float32(vu))
             feeds["jitter"].append(np.float32(self.options.hsv_jitter))
+        return feeds, trimaps
+
+    def _run_finish(self, feeds: dict[str, list], trimaps: list[torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Feed and run the finish graph (in the helper thread); the batch dict on the loader's device."""
+        dev = self.device
         for name, data in feeds.items():
-            if self.composites and name.startswith("bg_roi"):
+            if self.composites and name.startswith(("bg_roi", "bg_slice")):
                 continue  # not in the composites graph
             if dev.type == "cpu" and data and isinstance(data[0], torch.Tensor):
                 data = [d.numpy() for d in data]

@@ -45,6 +45,7 @@ class BatchPlan:
     frames: list[tuple[int, int]] = field(default_factory=list)               # augmented frame (H, W)
     frame_inv: list[tuple[np.ndarray, np.ndarray]] = field(default_factory=list)  # frame -> source, fg1 / fg2
     bg_scale: list[tuple[float, float]] = field(default_factory=list)         # bg source px per frame px (y, x)
+    bg_sizes: list[tuple[int, int]] = field(default_factory=list)             # bg source (H, W)
     fg_bytes: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = field(default_factory=list)  # fg1, fg2, bg
     erosion: list[tuple[int, int]] = field(default_factory=list)
     combine: list[bool] = field(default_factory=list)
@@ -192,6 +193,7 @@ class Sampler:
             p.frames.append((hf, wf))
             p.frame_inv.append((inv1, inv2))
             p.bg_scale.append((1.0 / (g1 * hf / hs), 1.0 / (g1 * wf / ws)))
+            p.bg_sizes.append((hb, wb))
             p.fg_bytes.append((f1, f2, bgb))
             p.erosion.append((int(ks[0]), int(ks[1])))
             p.combine.append(bool(combine))

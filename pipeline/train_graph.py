@@ -29,7 +29,8 @@ from nvidia.dali.pipeline import Pipeline
 
 # Names of the inputs of the two graphs, in the order the loader feeds them.
 GEOMETRY_INPUTS = ("alpha1", "alpha2", "matrix1", "matrix2", "frame_size")
-FINISH_INPUTS = ("fg1", "fg2", "bg", "matrix1", "matrix2", "bg_roi_start", "bg_roi_end", "alpha1", "alpha2", "alpha",
+FINISH_INPUTS = ("fg1", "fg2", "bg", "matrix1", "matrix2", "bg_slice_start", "bg_slice_shape", "bg_roi_start",
+                 "bg_roi_end", "alpha1", "alpha2", "alpha",
                  "combine", "hue", "sat_u", "val_u", "jitter")
 
 
@@ -76,13 +77,18 @@ def finish_graph(batch_size: int, num_threads: int, device_id: int | None, devic
                   exec_dynamic=True)
     def graph():
         gpu = device == "cuda"
-        (fg1_b, fg2_b, bg_b, m1, m2, roi0, roi1, a1c, a2c, ac, combine, hue, sat_u, val_u, jitter) = [
+        (fg1_b, fg2_b, bg_b, m1, m2, slice0, slice_shape, roi0, roi1, a1c, a2c, ac, combine, hue, sat_u, val_u,
+         jitter) = [
             fn.external_source(name=n, device="gpu" if gpu and n in ("alpha1", "alpha2", "alpha") else "cpu")
             for n in FINISH_INPUTS]
         dec = _decoder_device(device)
         fg1 = fn.decoders.image(fg1_b, device=dec, output_type=types.RGB)
         fg2 = fn.decoders.image(fg2_b, device=dec, output_type=types.RGB)
-        bg = fn.decoders.image(bg_b, device=dec, output_type=types.RGB)
+        if composites:
+            bg = fn.decoders.image(bg_b, device=dec, output_type=types.RGB)
+        else:  # decode only the rows/columns the crop needs (JPEG region decoding skips the rest)
+            bg = fn.decoders.image_slice(bg_b, slice0, slice_shape, axis_names="HW", device=dec,
+                                         output_type=types.RGB)
         f1 = fn.cast(fn.warp_affine(fg1, matrix=m1, size=[crop, crop], interp_type=types.INTERP_NN, fill_value=0),
                      dtype=types.FLOAT)
         f2 = fn.cast(fn.warp_affine(fg2, matrix=m2, size=[crop, crop], interp_type=types.INTERP_NN, fill_value=0),
