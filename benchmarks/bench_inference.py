@@ -7,6 +7,7 @@ smooth RGB image with a trimap whose unknown band covers about a third of the pi
     .venv/bin/python benchmarks/bench_inference.py speed --sizes 512 1024 2048 4096
     .venv/bin/python benchmarks/bench_inference.py speed --sizes 1024 --max-pixels 1000000000   # force untiled
     .venv/bin/python benchmarks/bench_inference.py compare --size 1024 --tile-pixels 262144
+    .venv/bin/python benchmarks/bench_inference.py speed --sizes 4096 --max-tiles 1   # peak RSS, time extrapolated
 """
 from __future__ import annotations
 
@@ -55,25 +56,64 @@ def _build_net(threads: int):
     return A2UMatting().eval()
 
 
-def child_speed(size: int, max_pixels: int, overlap: int, threads: int) -> dict:
-    """Run once in this process and report time and peak RSS."""
+class _StopAfter(Exception):
+    pass
+
+
+def child_speed(size: int, max_pixels: int, overlap: int, threads: int, max_tiles: int | None) -> dict:
+    """Run once in this process and report time and peak RSS.
+
+    With ``max_tiles`` the run stops after that many tiles (a bench-only wrapper counts the net's calls): the peak
+    RSS is already reached by the first tile (every tile has the same size and the full-size buffers exist from the
+    start), and the total time is extrapolated from the mean time per tile.
+    """
+    import torch
+
     from model.inference import plan_tiles, predict_alpha
 
     net = _build_net(threads)
     image, trimap = synthetic_pair(size)
     padded = -(-size // 16) * 16
     tiles = plan_tiles(padded, padded, max_pixels, overlap)
+    calls = []
+
+    class Counting(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.inner = net
+
+        def forward(self, x):
+            if max_tiles is not None and len(calls) >= max_tiles:
+                raise _StopAfter
+            out = self.inner(x)
+            calls.append(time.perf_counter())
+            return out
+
     rss_before = _rss_mib()
     start = time.perf_counter()
-    alpha = predict_alpha(net, image, trimap, max_pixels=max_pixels, overlap=overlap)
+    alpha_mean = None
+    try:
+        alpha_mean = float(predict_alpha(Counting(), image, trimap, max_pixels=max_pixels, overlap=overlap).mean())
+    except _StopAfter:
+        pass
     seconds = time.perf_counter() - start
+    per_tile = (calls[-1] - start) / len(calls)
     return {"size": size, "tiles": len(tiles), "tile": [tiles[0].height, tiles[0].width], "seconds": seconds,
-            "peak_rss_mib": _rss_mib(), "rss_before_mib": rss_before, "alpha_mean": float(alpha.mean())}
+            "tiles_run": len(calls), "seconds_per_tile": per_tile, "seconds_extrapolated": per_tile * len(tiles),
+            "peak_rss_mib": _rss_mib(), "rss_before_mib": rss_before, "alpha_mean": alpha_mean}
+
+
+def _finish(raw: np.ndarray, trimap: np.ndarray) -> np.ndarray:
+    """predict_alpha's last steps (clip, ×255, round, copy known pixels) on a raw output."""
+    alpha = np.rint(np.clip(raw, 0.0, 1.0) * 255.0)
+    known = trimap != 128
+    alpha[known] = trimap[known]
+    return alpha.astype(np.uint8)
 
 
 def child_compare(size: int, tile_pixels: int, overlap: int, threads: int) -> dict:
     """Untiled vs tiled output of the same image (raw net output and the final uint8 matte)."""
-    from model.inference import plan_tiles, predict_alpha, predict_raw
+    from model.inference import plan_tiles, predict_raw
     from model.metrics import evaluate
 
     net = _build_net(threads)
@@ -87,8 +127,7 @@ def child_compare(size: int, tile_pixels: int, overlap: int, threads: int) -> di
     t_tiled = time.perf_counter() - start
     unknown = trimap == 128
     diff = np.abs(raw_full - raw_tiled)[unknown]
-    alpha_full = predict_alpha(net, image, trimap, max_pixels=size * size)
-    alpha_tiled = predict_alpha(net, image, trimap, max_pixels=tile_pixels, overlap=overlap)
+    alpha_full, alpha_tiled = _finish(raw_full, trimap), _finish(raw_tiled, trimap)
     scores = evaluate(alpha_tiled, alpha_full, trimap)  # the untiled matte as "ground truth"
     return {
         "size": size, "tile_pixels": tile_pixels, "overlap": overlap, "tiles": len(tiles),
@@ -127,6 +166,8 @@ def main() -> None:
     parser.add_argument("--tile-pixels", type=int, default=512 * 512)
     parser.add_argument("--overlap", type=int, default=None, help="default: model.inference.DEFAULT_TILE_OVERLAP")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--max-tiles", type=int, default=None,
+                        help="stop after this many tiles (peak RSS is reached on the first; time is extrapolated)")
     parser.add_argument("--timeout", type=float, default=3600.0)
     args = parser.parse_args()
 
@@ -135,7 +176,7 @@ def main() -> None:
     max_pixels = args.max_pixels or DEFAULT_MAX_PIXELS
     overlap = DEFAULT_TILE_OVERLAP if args.overlap is None else args.overlap
     if args.mode == "child-speed":
-        print(json.dumps(child_speed(args.size, max_pixels, overlap, args.threads)))
+        print(json.dumps(child_speed(args.size, max_pixels, overlap, args.threads, args.max_tiles)))
         return
     if args.mode == "child-compare":
         print(json.dumps(child_compare(args.size, args.tile_pixels, overlap, args.threads)))
@@ -149,11 +190,16 @@ def main() -> None:
         print("| image | tiles (tile size) | time s | peak RSS MiB | RSS before predict MiB |")
         print("|---|---|---|---|---|")
         for size in args.sizes:
-            res = _spawn(["child-speed", "--size", str(size), "--max-pixels", str(max_pixels), *common], args.timeout)
+            extra = [] if args.max_tiles is None else ["--max-tiles", str(args.max_tiles)]
+            res = _spawn(["child-speed", "--size", str(size), "--max-pixels", str(max_pixels), *common, *extra],
+                         args.timeout)
             if "error" in res:
                 print(f"| {size}² | FAILED {res['error']} | | | |\n{res['stderr_tail']}")
                 continue
-            print(f"| {size}² | {res['tiles']} ({res['tile'][0]}×{res['tile'][1]}) | {res['seconds']:.1f} | "
+            partial = res["tiles_run"] < res["tiles"]
+            timing = (f"{res['seconds_extrapolated']:.0f} (extrapolated from {res['tiles_run']} tile(s), "
+                      f"{res['seconds_per_tile']:.0f} s each)" if partial else f"{res['seconds']:.1f}")
+            print(f"| {size}² | {res['tiles']} ({res['tile'][0]}×{res['tile'][1]}) | {timing} | "
                   f"{res['peak_rss_mib']:.0f} | {res['rss_before_mib']:.0f} |", flush=True)
     else:
         res = _spawn(["child-compare", "--size", str(args.size), "--tile-pixels", str(args.tile_pixels), *common],
