@@ -99,12 +99,8 @@ def prepare_input(image: np.ndarray, trimap: np.ndarray) -> torch.Tensor:
     image, trimap = _check_inputs(image, trimap)
     height, width = trimap.shape
     pad = ((0, _padded_size(height) - height), (0, _padded_size(width) - width))
-    if height == 1 or width == 1:  # reflection of a single row/column is that row/column
-        mode = "edge"
-    else:
-        mode = "reflect"
-    image = np.pad(image, pad + ((0, 0),), mode=mode)
-    trimap = np.pad(trimap, pad, mode=mode)
+    image = np.pad(image, pad + ((0, 0),), mode="reflect")  # a single row/column reflects onto itself
+    trimap = np.pad(trimap, pad, mode="reflect")
     x = torch.empty((1, 4, *trimap.shape), dtype=torch.float32)
     rgb = torch.from_numpy(image).permute(2, 0, 1)
     for c in range(3):  # channel by channel keeps the temporary memory at one channel
