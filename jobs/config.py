@@ -42,6 +42,7 @@ class ModelSection:
     """Network options passed to model.net.A2UMatting (empty = the released configuration)."""
     options: dict = field(default_factory=dict)
     sync_batchnorm: bool = True        # converted only when world size > 1
+    pretrained: str = "none"           # none | torchvision | PATH: ImageNet ResNet-34 encoder init (model/pretrained.py)
 
 
 @dataclass
@@ -253,6 +254,10 @@ def validate(cfg: TrainConfig) -> None:
         raise JobError(f"config: data.crop_size must be a multiple of 16 (the network stride), got {cfg.data.crop_size}")
     if cfg.checkpoint.every_n_steps < 0 or cfg.checkpoint.max_failures < 0:
         raise JobError("config: checkpoint.every_n_steps and checkpoint.max_failures must be >= 0")
+    pretrained = cfg.model.pretrained.strip()
+    if pretrained.lower() not in ("none", "torchvision") and not Path(pretrained).expanduser().is_file():
+        raise JobError(f"config: model.pretrained must be none, torchvision or an existing weights file; "
+                       f"{pretrained!r} does not exist")
     if sorted(cfg.optim.milestones) != list(cfg.optim.milestones):
         raise JobError(f"config: optim.milestones must be increasing, got {cfg.optim.milestones}")
 

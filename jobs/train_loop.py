@@ -83,6 +83,10 @@ class _Trainer:
         self.scheduler = torch.optim.lr_scheduler.MultiStepLR(self.optimizer, cfg.optim.milestones, cfg.optim.gamma)
         self.step, self.epoch, self.batch_in_epoch = 0, 0, 0
         restored = self._restore(net, config.get("resume_from"))
+        if not restored and cfg.model.pretrained.strip().lower() != "none":  # ImageNet encoder init (issue 7)
+            from model.pretrained import load_pretrained_encoder
+
+            load_pretrained_encoder(net, cfg.model.pretrained.strip())
         if not restored:  # distinct per-rank streams for anything random outside the data loader
             torch.manual_seed(cfg.run.seed * 1000 + self.rank + 1)
             np.random.seed(cfg.run.seed * 1000 + self.rank + 1)
