@@ -61,7 +61,7 @@ class _Trainer:
         import ray.train.torch
 
         from model.losses import matting_loss
-        from model.net import A2UMatting, parameter_groups
+        from model.net import A2UMatting, convert_sync_batchnorm, parameter_groups
 
         self.cfg = config_from_dict(config["cfg"])
         self.run_id: str = config["mlflow_run_id"]
@@ -76,7 +76,7 @@ class _Trainer:
         torch.manual_seed(cfg.run.seed)  # identical initial weights on every rank (DDP also broadcasts rank 0's)
         net = A2UMatting(**cfg.model.options)
         if self.world > 1 and cfg.model.sync_batchnorm and self.device.type == "cuda":
-            net = torch.nn.SyncBatchNorm.convert_sync_batchnorm(net)  # PyTorch's SyncBatchNorm is GPU-only
+            net = convert_sync_batchnorm(net)  # PyTorch's SyncBatchNorm is GPU-only
         self.optimizer = torch.optim.Adam(parameter_groups(net, cfg.optim.lr, cfg.optim.backbone_lr_ratio),
                                           lr=cfg.optim.lr, betas=tuple(cfg.optim.betas), eps=cfg.optim.eps,
                                           weight_decay=cfg.optim.weight_decay)
@@ -225,7 +225,7 @@ class _Trainer:
         return pipeline.build_train_loader(
             d.dataset_dir, d.batch_size, d.crop_size, rank=self.rank, world_size=self.world,
             device=str(self.device) if self.device.type == "cuda" else "cpu", seed=self.cfg.run.seed,
-            iterations_per_epoch=d.iterations_per_epoch, num_threads=d.num_threads, composites=d.composites,
+            iterations_per_epoch=d.iterations_per_epoch, num_threads=d.num_threads or self.cfg.scaling.cpus_per_worker, composites=d.composites,
             **d.augment)
 
     def run(self) -> None:

@@ -1,0 +1,28 @@
+"""A real `ray start --head` on 127.0.0.1 and `python -m jobs submit --follow` against it: the job succeeds and its
+model is registered."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from tests.test_jobs.conftest import DEMO_CONFIG, REPO_ROOT, TINY, child_env
+
+pytestmark = pytest.mark.slow
+
+
+def test_submit_to_ray_head(ray_head: dict, synthetic_dataset: Path, tmp_path: Path) -> None:
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    proc = subprocess.run(
+        [sys.executable, "-m", "jobs", "submit", "--config", DEMO_CONFIG, "--address", ray_head["dashboard"],
+         "--follow", *TINY, f"data.dataset_dir={synthetic_dataset}", f"run.storage_path={tmp_path / 'ray'}",
+         "run.name=submitted", "val.enabled=false", "scaling.num_workers=1", "tracking.serialization_format=pickle"],
+        cwd=REPO_ROOT, env=child_env(MLFLOW_TRACKING_URI=uri), capture_output=True, text=True, timeout=480)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
+    assert "submitted job raysubmit_" in proc.stdout and "SUCCEEDED" in proc.stdout
+    [version] = MlflowClient(uri).search_model_versions("name='a2u-matting'")
+    assert version.status == "READY"
+    assert (tmp_path / "ray" / "submitted").is_dir()
