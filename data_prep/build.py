@@ -201,7 +201,8 @@ def build(out_dir: Path, options: dict, plan: dict[str, list[Task]], *, workers:
         if pos < len(tasks):
             todo.append((kind, tasks[pos:], len(kept)))
     kept_count = len(records)
-    if not todo and state is not None and state.get("_source") == MANIFEST and (out_dir / MANIFEST).is_file():
+    if (not todo and state is not None and state.get("_source") == MANIFEST and (out_dir / MANIFEST).is_file()
+            and state.get("skipped", []) == _all_skipped(skipped, records)):
         return BuildResult(sum(r.samples for r in records), len(records), sum(r.bytes for r in records),
                            time.time() - t0, kept_count, 0, _all_skipped(skipped, records), True)
 

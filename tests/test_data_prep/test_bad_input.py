@@ -135,3 +135,14 @@ def test_conversions_rgba_16bit_palette_grey(raw, tmp_path):
     assert np.array_equal(_decoded(fgs["obj05"]["alpha.png"]), a5)
     assert manifest(out)["skipped"] == []
     assert verify_dataset(out) == []
+
+
+def test_skip_bad_rerun_updates_skipped_without_rewriting_shards(raw, tmp_path):
+    out = tmp_path / "out"
+    assert _run(raw, out, "--skip-bad") == 0
+    assert manifest(out)["skipped"] == []
+    stamps = {p.name: p.stat().st_mtime_ns for p in out.glob("*.tar")}
+    (raw["bg"] / "readme.md").write_text("not an image")
+    assert _run(raw, out, "--skip-bad") == 0
+    assert [s["path"] for s in manifest(out)["skipped"]] == [str(raw["bg"] / "readme.md")]
+    assert {p.name: p.stat().st_mtime_ns for p in out.glob("*.tar")} == stamps
