@@ -113,7 +113,12 @@ def passthrough_format(path: Path) -> str | None:
     try:
         with Image.open(path) as im:
             fmt, mode = im.format, im.mode
+            orientation = im.getexif().get(0x0112, 1)
     except Exception:  # noqa: BLE001 - anything unreadable gets re-encoded (and will fail loudly there)
+        return None
+    if orientation not in (0, 1):
+        # DALI's decoder applies EXIF orientation (adjust_orientation=True), PIL and the alpha do not: storing
+        # the pixels as they are keeps fg and alpha aligned for every reader.
         return None
     if fmt == "JPEG" and mode in ("RGB", "L"):
         return f"jpg-{mode}"

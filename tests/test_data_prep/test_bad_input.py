@@ -146,3 +146,17 @@ def test_skip_bad_rerun_updates_skipped_without_rewriting_shards(raw, tmp_path):
     assert _run(raw, out, "--skip-bad") == 0
     assert [s["path"] for s in manifest(out)["skipped"]] == [str(raw["bg"] / "readme.md")]
     assert {p.name: p.stat().st_mtime_ns for p in out.glob("*.tar")} == stamps
+
+
+def test_exif_rotated_jpeg_is_re_encoded_not_passed_through(raw, tmp_path):
+    """A JPEG with an EXIF orientation would be rotated by DALI's decoder but not by the alpha: store pixels as-is."""
+    src = raw["fg"] / "obj01.jpg"
+    im = Image.open(src)
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    im.save(src, exif=exif, quality=95)
+    out = tmp_path / "out"
+    assert _run(raw, out) == 0
+    m = _fg_members(out)["obj01"]
+    assert "fg.png" in m and "fg.jpg" not in m
+    assert np.array_equal(_decoded(m["fg.png"]), np.asarray(Image.open(src)))
