@@ -6,7 +6,8 @@ import itertools
 import pytest
 import torch
 
-from model.ops import a2u_downsample, a2u_upsample, downsample_offset, reference_downsample, reference_upsample
+from model.ops import (_down_forward_rows, _up_forward_rows, a2u_downsample, a2u_upsample, downsample_offset,
+                       reference_downsample, reference_upsample)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -163,6 +164,16 @@ def test_no_grad_path_equals_autograd_path():
         plain = reference_downsample(x, m, 6, 1, 2)
     tracked = reference_downsample(x, m.clone().requires_grad_(), 6, 1, 2)
     torch.testing.assert_close(plain, tracked.detach(), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("case", UP_CASES[:4])
+def test_row_vectorised_export_form_equals_tap_loop(case):
+    n, c, h, w, k, groups, r = case
+    x, m = _inputs((n, c, h, w), (n, groups * k * k, h * r, w * r))
+    torch.testing.assert_close(_up_forward_rows(x, m, k, groups, r), a2u_upsample(x, m, k, groups, r))
+    n, c, big_h, big_w, k, groups, r = DOWN_CASES[UP_CASES.index(case)]
+    x, m = _inputs((n, c, big_h, big_w), (n, groups * k * k, big_h // r, big_w // r))
+    torch.testing.assert_close(_down_forward_rows(x, m, k, groups, r), a2u_downsample(x, m, k, groups, r))
 
 
 def test_non_contiguous_inputs():
