@@ -13,7 +13,8 @@ Variants (same net, same initial weights, same batch; only the A2U pieces are sw
 Correctness: for every (batch, crop, dtype) a seeded step of each variant is compared with the reference path
 (fp32, `A2U_OPS_BACKEND=reference`, batched generator) — relative L2 error of the output and of all parameter
 gradients; NaN/inf fail. Timing: CUDA events (GPU) / perf_counter (CPU), median of --iters after --warmup.
-Peak memory: `torch.cuda.max_memory_allocated` (GPU) / peak RSS growth sampled every 2 ms (CPU, approximate).
+Peak memory: `torch.cuda.max_memory_allocated` (GPU) / RSS growth during the first step, sampled every 2 ms (CPU,
+approximate).
 
     .venv/bin/python benchmarks/bench_step.py                       # GPU: batch 8 and 16, crop 512, fp32 + bf16
     .venv/bin/python benchmarks/bench_step.py --device cpu --cpu-small   # CPU: batch 2, 4 at crop 128
@@ -199,10 +200,18 @@ class Stepper:
 
 
 def seeded_forward_backward(stepper: Stepper, inputs, target) -> tuple[torch.Tensor, torch.Tensor]:
-    """Output and the concatenated parameter gradients of one step from fixed weights and a fixed dropout seed."""
+    """Output and the concatenated parameter gradients of one forward/backward from the initial weights.
+
+    Run in eval mode (BatchNorm with its running statistics, no dropout): the check compares the math of the
+    swapped A2U pieces, and batch statistics of tiny batches/maps (the 1×1 ASPP image-pool BN) would amplify
+    rounding differences by orders of magnitude and hide that comparison. Timing runs in train mode.
+    """
     stepper.opt.zero_grad(set_to_none=True)
-    torch.manual_seed(1234)
-    pred = stepper.loss_and_backward(inputs, target).detach().float()
+    stepper.net.eval()
+    try:
+        pred = stepper.loss_and_backward(inputs, target).detach().float()
+    finally:
+        stepper.net.train()
     grads = torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).float().flatten()
                        for p in stepper.net.parameters()])
     return pred, grads
@@ -251,8 +260,19 @@ class PeakRSS:
 
 
 def time_steps(stepper: Stepper, inputs, target, warmup: int, iters: int) -> tuple[float, float]:
-    """(median ms per step, peak MiB) over `iters` steps after `warmup` steps."""
+    """(median ms per step, peak MiB) over `iters` steps after `warmup` steps.
+
+    CPU peak memory is the RSS growth during the first step (the one that allocates Adam state and every
+    activation); `main` re-executes itself with MALLOC_MMAP_THRESHOLD_ set so that freed large tensors go back to
+    the OS and each variant's growth is its own.
+    """
     device = stepper.device
+    cpu_peak = 0.0
+    if device.type != "cuda":
+        with PeakRSS() as rss:
+            stepper.step(inputs, target)
+        cpu_peak = rss.grown_mib
+        warmup = max(0, warmup - 1)
     for _ in range(warmup):
         stepper.step(inputs, target)
     times: list[float] = []
@@ -269,12 +289,11 @@ def time_steps(stepper: Stepper, inputs, target, warmup: int, iters: int) -> tup
         times = [s.elapsed_time(e) for s, e in zip(starts, ends)]
         peak = torch.cuda.max_memory_allocated(device) / 2 ** 20
     else:
-        with PeakRSS() as rss:
-            for _ in range(iters):
-                t0 = time.perf_counter()
-                stepper.step(inputs, target)
-                times.append((time.perf_counter() - t0) * 1e3)
-        peak = rss.grown_mib
+        for _ in range(iters):
+            t0 = time.perf_counter()
+            stepper.step(inputs, target)
+            times.append((time.perf_counter() - t0) * 1e3)
+        peak = cpu_peak
     return statistics.median(times), peak
 
 
@@ -312,6 +331,63 @@ def run(args: argparse.Namespace) -> list[dict]:
     return rows
 
 
+# (op, C, low-res side) of the ANCHORS.md table; the batch and the sides are scaled down with --ops-scale on CPU
+OPS_SHAPES = [("up", 256, 32), ("up", 128, 64), ("up", 64, 128), ("up", 64, 256),
+              ("down", 64, 256), ("down", 64, 128), ("down", 128, 64), ("down", 256, 32)]
+
+
+def run_ops(args: argparse.Namespace) -> list[dict]:
+    """Reassembly fwd+bwd: `model.ops` (reference on CPU, fused on CUDA) vs plain unfold, same inputs."""
+    device = torch.device(args.device)
+    rows = []
+    for op, c, side in OPS_SHAPES:
+        side = max(4, side // args.ops_scale)
+        k = 3 if op == "up" else 6
+        n = args.ops_batch
+        if op == "up":
+            x = torch.randn(n, c, side, side, device=device)
+            m = torch.rand(n, k * k, 2 * side, 2 * side, device=device).softmax(1)
+            impls = {"model.ops": ops.a2u_upsample, "unfold": unfold_upsample}
+        else:
+            x = torch.randn(n, c, 2 * side, 2 * side, device=device)
+            m = torch.rand(n, k * k, side, side, device=device).softmax(1)
+            impls = {"model.ops": ops.a2u_downsample, "unfold": unfold_downsample}
+        results = {}
+        for name, fn in impls.items():
+            xl, ml = x.clone().requires_grad_(), m.clone().requires_grad_()
+            out = fn(xl, ml, k, 1, 2)
+            upstream = torch.ones_like(out)
+            out.backward(upstream)
+            results[name] = (out.detach(), xl.grad, ml.grad)
+            times = []
+            for _ in range(args.iters):
+                xl.grad = ml.grad = None
+                if device.type == "cuda":
+                    torch.cuda.synchronize(device)
+                t0 = time.perf_counter()
+                fn(xl, ml, k, 1, 2).backward(upstream)
+                if device.type == "cuda":
+                    torch.cuda.synchronize(device)
+                times.append((time.perf_counter() - t0) * 1e3)
+            results[name + "_ms"] = statistics.median(times)
+        err = max(relative_error(a, b) for a, b in zip(results["model.ops"], results["unfold"]))
+        shape = (f"{n}×{c}×{side}² → {2 * side}²" if op == "up" else f"{n}×{c}×{2 * side}² → {side}²")
+        row = {"op": op, "shape": shape, "ops_ms": results["model.ops_ms"], "unfold_ms": results["unfold_ms"],
+               "rel_err": err, "correct": err <= 1e-5}
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+    return rows
+
+
+def ops_markdown(rows: list[dict]) -> str:
+    lines = ["| op, shape | model.ops fwd+bwd ms | unfold fwd+bwd ms | unfold / ops | rel err | ok |",
+             "|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['op']} {r['shape']} | {r['ops_ms']:.1f} | {r['unfold_ms']:.1f} | "
+                     f"{r['unfold_ms'] / r['ops_ms']:.2f}× | {r['rel_err']:.1e} | {'yes' if r['correct'] else 'NO'} |")
+    return "\n".join(lines)
+
+
 def markdown(rows: list[dict]) -> str:
     lines = ["| variant | batch × crop | dtype | ms / step | images / s | peak MiB | out rel err | grad rel err | ok |",
              "|---|---|---|---|---|---|---|---|---|"]
@@ -327,6 +403,9 @@ def markdown(rows: list[dict]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    if argv is None and "MALLOC_MMAP_THRESHOLD_" not in os.environ:  # see time_steps: honest CPU peak memory
+        os.environ["MALLOC_MMAP_THRESHOLD_"] = str(1 << 17)
+        os.execv(sys.executable, [sys.executable, *sys.argv])
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--batch", type=int, nargs="+", default=None, help="batch sizes (GPU default 8 16)")
@@ -339,6 +418,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--compile", action="store_true", help="torch.compile the net (variants share the flag)")
     parser.add_argument("--channels-last", action="store_true")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument("--ops", action="store_true", help="only the reassembly ops vs plain unfold (fwd+bwd)")
+    parser.add_argument("--ops-batch", type=int, default=8)
+    parser.add_argument("--ops-scale", type=int, default=1, help="divide the ANCHORS.md map sides by this")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -348,8 +430,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.crop % 16:
         parser.error("--crop must be a multiple of 16")
     card = torch.cuda.get_device_name(args.device) if args.device.startswith("cuda") else platform.processor() or "cpu"
+    stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     print(f"# bench_step: {card}, torch {torch.__version__}, threads {torch.get_num_threads()}, "
-          f"A2U_OPS_BACKEND={os.environ.get('A2U_OPS_BACKEND', 'auto')}, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
+          f"A2U_OPS_BACKEND={os.environ.get('A2U_OPS_BACKEND', 'auto')}, {stamp}", flush=True)
+    if args.ops:
+        rows = run_ops(args)
+        print(ops_markdown(rows))
+        return 0 if all(r["correct"] for r in rows) else 1
     rows = run(args)
     print(markdown(rows))
     return 0 if all(r.get("correct") for r in rows) else 1
