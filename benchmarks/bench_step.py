@@ -45,6 +45,7 @@ sys.path.insert(0, str(REPO_ROOT))
 import model.net as net_module  # noqa: E402
 from model import ops  # noqa: E402
 from model.kernel_generator import A2UKernelGenerator  # noqa: E402
+from model.losses import matting_loss  # noqa: E402
 from model.net import A2UMatting, parameter_groups  # noqa: E402
 
 VARIANTS = ("ours", "ours-fastgen", "per-sample-gen", "unfold", "official-like")
@@ -139,17 +140,6 @@ def ops_backend(name: str | None) -> Iterator[None]:
 
 
 # ------------------------------------------------------------------------------------------------ step
-def matting_loss(pred: torch.Tensor, target: dict[str, torch.Tensor], eps: float = 1e-6) -> torch.Tensor:
-    """§4.3: 0.5·alpha + 0.5·composition Charbonnier losses over the unknown region, batch mean."""
-    pred = pred.float()
-    unknown = target["unknown"]
-    denom = unknown.sum(dim=(1, 2, 3)) + 1
-    l_alpha = torch.sqrt(((pred - target["alpha"]) * unknown) ** 2 + eps ** 2).sum(dim=(1, 2, 3)) / denom
-    comp = pred * target["fg"] + (1 - pred) * target["bg"]
-    l_comp = torch.sqrt(((comp - target["image"]) * unknown) ** 2 + eps ** 2).sum(dim=(1, 2, 3)) / denom
-    return (0.5 * l_alpha + 0.5 * l_comp).mean()
-
-
 def synthetic_batch(batch: int, crop: int, device: torch.device, seed: int = 0):
     """Composited image + trimap input (§4.2 step 8 layout) and the §4.3 targets, from smooth random fields."""
     gen = torch.Generator().manual_seed(seed)
@@ -163,7 +153,7 @@ def synthetic_batch(batch: int, crop: int, device: torch.device, seed: int = 0):
     mean = torch.tensor([0.485, 0.456, 0.406]).reshape(1, 3, 1, 1)
     std = torch.tensor([0.229, 0.224, 0.225]).reshape(1, 3, 1, 1)
     inputs = torch.cat([(image - mean) / std, trimap], dim=1)
-    target = {"alpha": alpha, "unknown": unknown, "fg": fg, "bg": bg, "image": image}
+    target = {"alpha": alpha, "trimap": trimap, "fg": fg, "bg": bg, "image": image}
     return inputs.to(device), {k: v.to(device) for k, v in target.items()}
 
 
@@ -189,7 +179,8 @@ class Stepper:
             inputs = inputs.contiguous(memory_format=torch.channels_last)
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
             pred = self.fwd(inputs)
-        loss = matting_loss(pred, target)
+        loss = matting_loss(pred.float(), target["alpha"], target["trimap"], target["fg"], target["bg"],
+                            target["image"])
         loss.backward()
         return pred
 
