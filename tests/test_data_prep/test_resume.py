@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 
 from data_prep.cli import main
+from data_prep.reader import iter_samples
+from data_prep.shard_writer import index_lines
 from data_prep.verify import verify_dataset
 
 from .conftest import REPO_ROOT, counts, make_raw, manifest, run_cli
@@ -54,6 +56,9 @@ def test_kill_mid_run_then_resume(sig, big_raw, clean_run, tmp_path):
     assert problems and "no manifest.json" in problems[0][1]
     done_before = {p.name: p.stat().st_mtime_ns for p in out.glob("*.tar")}
     assert done_before
+    for tar in out.glob("*.tar"):  # whatever a reader globbing *.tar finds is a complete, indexed shard
+        assert tar.with_suffix(".idx").read_text().splitlines() == index_lines(tar)
+        assert sum(1 for _ in iter_samples(tar)) >= 1
 
     res = run_cli(*_args(big_raw, out), check=True)
     assert "kept from an earlier run" in res.stdout and " 0 kept" not in res.stdout, res.stdout
