@@ -18,6 +18,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
+import psutil  # noqa: E402
 import torch  # noqa: E402
 
 import pipeline  # noqa: E402
@@ -31,16 +32,31 @@ def ensure_data(path: Path, count: int, size: int) -> Path:
     return path
 
 
-def time_batches(iterable, batches: int, batch_size: int) -> float:
-    """samples/s over `batches` batches, after one warm-up batch (pipeline build / worker start excluded)."""
+def cpu_seconds() -> float:
+    """CPU time (user + system) of this process and its live children (the DataLoader workers)."""
+    me = psutil.Process()
+    total = sum(me.cpu_times()[:2])
+    for child in me.children(recursive=True):
+        try:
+            total += sum(child.cpu_times()[:2])
+        except psutil.NoSuchProcess:
+            pass
+    return total
+
+
+def time_batches(iterable, batches: int) -> tuple[float, float]:
+    """(samples/s, CPU ms/sample) over `batches` batches after one warm-up batch (build / worker start excluded).
+
+    CPU ms per sample is the cost independent of how much of the shared machine we got."""
     it = iter(iterable)
     next(it)
-    start = time.perf_counter()
+    cpu0, start = cpu_seconds(), time.perf_counter()
     n = 0
     for _ in range(batches):
         b = next(it)
         n += b["image"].shape[0]
-    return n / (time.perf_counter() - start)
+    wall, cpu = time.perf_counter() - start, cpu_seconds() - cpu0
+    return n / wall, 1000 * cpu / n
 
 
 def main() -> None:
@@ -61,12 +77,13 @@ def main() -> None:
     for crop in args.crops:
         dali = pipeline.build_train_loader(data, args.batch_size, crop, num_threads=args.workers,
                                            iterations_per_epoch=iters)
-        d = time_batches(dali, args.batches, args.batch_size)
+        d, d_cpu = time_batches(dali, args.batches)
         del dali
         base = build_baseline_loader(str(data), args.batch_size, crop, iters * args.batch_size, args.workers)
-        b = time_batches(base, args.batches, args.batch_size)
+        b, b_cpu = time_batches(base, args.batches)
         del base
-        print(f"crop {crop}: DALI {d:.1f} samples/s | DataLoader+OpenCV {b:.1f} samples/s | ratio {d / b:.2f}x",
+        print(f"crop {crop}: DALI {d:.1f} samples/s, {d_cpu:.0f} CPU-ms/sample | DataLoader+OpenCV {b:.1f} samples/s, "
+              f"{b_cpu:.0f} CPU-ms/sample | speed ratio {d / b:.2f}x, CPU-cost ratio {b_cpu / d_cpu:.2f}x",
               flush=True)
 
 

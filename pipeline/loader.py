@@ -143,8 +143,9 @@ class TrainLoader:
         self._next_feed = 0                   # global iteration the geometry source yields next
         self._next_out = 0                    # global iteration whose outputs come next
         self._inflight: dict[int, BatchPlan] = {}
+        self._combine_enabled = self.options.p_combine > 0 and not composites
         self._finish = finish_graph(batch_size, self.num_threads, self.device_id, self._dev_kind, crop_size,
-                                    composites)
+                                    composites, self._combine_enabled, self.options.hsv_jitter)
         self._finish.build()
         self._pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="dali-finish")
 
@@ -293,13 +294,22 @@ class TrainLoader:
         for name, data in feeds.items():
             if self.composites and name.startswith(("bg_roi", "bg_slice")):
                 continue  # not in the composites graph
+            if not self._combine_enabled and name in ("fg2", "matrix2", "alpha1", "alpha2", "combine"):
+                continue  # combination left out of the graph
+            if not self.options.hsv_jitter and name in ("hue", "sat_u", "val_u", "jitter"):
+                continue
             if dev.type == "cpu" and data and isinstance(data[0], torch.Tensor):
                 data = [d.numpy() for d in data]
             self._finish.feed_input(name, data)
         try:
-            image, fg, bg, alpha = self._finish.run()
+            image, fg, bg = self._finish.run()
         except Exception as exc:  # noqa: BLE001 - DALI raises RuntimeError subclasses
             raise _DaliRunError(str(exc)) from exc
+        alpha = torch.stack([a if isinstance(a, torch.Tensor) else torch.from_numpy(a) for a in feeds["alpha"]])
         trimap = torch.stack(trimaps).unsqueeze(1).to(torch.float32) / 255.0
-        return {"image": batch_to_torch(image, dev), "fg": batch_to_torch(fg, dev), "bg": batch_to_torch(bg, dev),
-                "alpha": batch_to_torch(alpha, dev), "trimap": trimap}
+
+        def nchw(t: torch.Tensor) -> torch.Tensor:
+            return (t.permute(0, 3, 1, 2).to(torch.float32) * (1.0 / 255.0)).contiguous()
+
+        return {"image": nchw(batch_to_torch(image, dev)), "fg": nchw(batch_to_torch(fg, dev)),
+                "bg": nchw(batch_to_torch(bg, dev)), "alpha": nchw(alpha.to(dev)), "trimap": trimap}

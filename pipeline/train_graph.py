@@ -67,10 +67,12 @@ def geometry_graph(batch_size: int, num_threads: int, device_id: int | None, dev
 
 
 def finish_graph(batch_size: int, num_threads: int, device_id: int | None, device: str, crop: int,
-                 composites: bool = False) -> Pipeline:
+                 composites: bool = False, combine_enabled: bool = True, jitter_enabled: bool = True) -> Pipeline:
     """Graph 3: foreground warp into the crop, combination, HSV jitter, background crop and the composite.
 
-    With `composites` the background is the sample's own (fixed) background, so it gets the foreground's warp.
+    Outputs image (float HWC on 0..255), fg and bg (uint8 HWC). With `composites` the background is the sample's own
+    (fixed) background, so it gets the foreground's warp. Steps switched off by the options are left out of the
+    graph (`combine_enabled`, `jitter_enabled`), so they cost nothing and leave colours bit-exact.
     """
 
     @pipeline_def(batch_size=batch_size, num_threads=num_threads, device_id=device_id, prefetch_queue_depth=1,
@@ -83,54 +85,54 @@ def finish_graph(batch_size: int, num_threads: int, device_id: int | None, devic
             for n in FINISH_INPUTS]
         dec = _decoder_device(device)
         fg1 = fn.decoders.image(fg1_b, device=dec, output_type=types.RGB)
-        fg2 = fn.decoders.image(fg2_b, device=dec, output_type=types.RGB)
+        if combine_enabled:
+            fg2 = fn.decoders.image(fg2_b, device=dec, output_type=types.RGB)
         if composites:
             bg = fn.decoders.image(bg_b, device=dec, output_type=types.RGB)
         else:  # decode only the rows/columns the crop needs (JPEG region decoding skips the rest)
             bg = fn.decoders.image_slice(bg_b, slice0, slice_shape, axis_names="HW", device=dec,
                                          output_type=types.RGB)
-        f1 = fn.cast(fn.warp_affine(fg1, matrix=m1, size=[crop, crop], interp_type=types.INTERP_NN, fill_value=0),
-                     dtype=types.FLOAT)
-        f2 = fn.cast(fn.warp_affine(fg2, matrix=m2, size=[crop, crop], interp_type=types.INTERP_NN, fill_value=0),
-                     dtype=types.FLOAT)
-        a1 = fn.cast(a1c, dtype=types.FLOAT) / 255.0
-        a2 = fn.cast(a2c, dtype=types.FLOAT) / 255.0
-        alpha = fn.cast(ac, dtype=types.FLOAT) / 255.0
-        mixed = (f1 * a1 + f2 * (1.0 - a1) * a2) / (alpha + 1e-5)
-        fg = fn.cast(combine * mixed + (1.0 - combine) * f1, dtype=types.UINT8)  # rounds and saturates
+        fg1w = fn.warp_affine(fg1, matrix=m1, size=[crop, crop], interp_type=types.INTERP_NN, fill_value=0)
+        if combine_enabled:
+            fg2w = fn.warp_affine(fg2, matrix=m2, size=[crop, crop], interp_type=types.INTERP_NN, fill_value=0)
+        alpha = fn.cast(ac, dtype=types.FLOAT) * (1.0 / 255.0)
+        if combine_enabled:
+            a1 = fn.cast(a1c, dtype=types.FLOAT) * (1.0 / 255.0)
+            a2 = fn.cast(a2c, dtype=types.FLOAT) * (1.0 / 255.0)
+            # F = (F1 a1 + F2 (1 - a1) a2) / (a + 1e-5) where combined, else F1: per-pixel weights on one channel,
+            # then two multiply-adds on three (DALI CPU arithmetic costs a few ns per element and operation)
+            inv = combine / (alpha + 1e-5)
+            w1 = a1 * inv + (1.0 - combine)
+            w2 = (1.0 - a1) * a2 * inv
+            fg = fn.cast(fg1w * w1 + fg2w * w2, dtype=types.UINT8)  # rounds and saturates
+        else:
+            fg = fg1w
 
-        # HSV jitter (spec step 6): shifts of saturation/value scaled by their means over alpha > 0, applied by
-        # DALI's `hsv` as multipliers that move each mean by the drawn shift; skipped where alpha is all zero.
-        fgf = fn.cast(fg, dtype=types.FLOAT)
-        vmax = fn.reductions.max(fgf, axes=[2])
-        vmin = fn.reductions.min(fgf, axes=[2])
-        sat = (vmax - vmin) / (vmax + 1e-6)
-        mask = fn.cast(fn.reshape(alpha, layout="HW", shape=[crop, crop]) > 0.0, dtype=types.FLOAT)
-        count = fn.reductions.sum(mask)
-        use = jitter * fn.cast(count > 0.0, dtype=types.FLOAT)
-        denom = count + 1e-6
-        s_mean = fn.reductions.sum(sat * mask) / denom
-        v_mean = fn.reductions.sum(vmax * mask) / denom / 255.0
-        s_mult = (s_mean + sat_u * (1.1 - s_mean) / 10.0) / (s_mean + 1e-6)
-        v_mult = (v_mean + val_u * (1.1 - v_mean) / 10.0) / (v_mean + 1e-6)
-        s_arg = use * s_mult + (1.0 - use)
-        v_arg = use * v_mult + (1.0 - use)
-        h_arg = hue * use
-        if gpu:  # operator arguments live on the CPU (the dynamic executor moves them)
-            s_arg, v_arg, h_arg = s_arg.cpu(), v_arg.cpu(), h_arg.cpu()
-        # hsv round-trips through HSV even at identity settings, so samples without jitter keep the exact colours
-        fg = use * fn.cast(fn.hsv(fg, hue=h_arg, saturation=s_arg, value=v_arg), dtype=types.FLOAT) + (1.0 - use) * fgf
+        if jitter_enabled:
+            # HSV jitter (spec step 6): shifts of saturation/value scaled by their means over alpha > 0, applied by
+            # DALI's `hsv` as multipliers that move each mean by the drawn shift; identity where alpha is all zero.
+            vmax = fn.cast(fn.reductions.max(fg, axes=[2]), dtype=types.FLOAT)
+            sat = (vmax - fn.cast(fn.reductions.min(fg, axes=[2]), dtype=types.FLOAT)) / (vmax + 1e-6)
+            mask = fn.cast(fn.reshape(ac, layout="HW", shape=[crop, crop]) > 0, dtype=types.FLOAT)
+            count = fn.reductions.sum(mask)
+            use = jitter * fn.cast(count > 0.0, dtype=types.FLOAT)
+            s_mean = fn.reductions.sum(sat * mask) / (count + 1e-6)
+            v_mean = fn.reductions.sum(vmax * mask) / (count + 1e-6) / 255.0
+            s_arg = use * ((s_mean + sat_u * (1.1 - s_mean) / 10.0) / (s_mean + 1e-6)) + (1.0 - use)
+            v_arg = use * ((v_mean + val_u * (1.1 - v_mean) / 10.0) / (v_mean + 1e-6)) + (1.0 - use)
+            h_arg = hue * use
+            if gpu:  # operator arguments live on the CPU (the dynamic executor moves them)
+                s_arg, v_arg, h_arg = s_arg.cpu(), v_arg.cpu(), h_arg.cpu()
+            fg = fn.hsv(fg, hue=h_arg, saturation=s_arg, value=v_arg)
 
         if composites:
             bgc = fn.warp_affine(bg, matrix=m1, size=[crop, crop], interp_type=types.INTERP_NN, fill_value=0)
         else:
             bgc = fn.resize(bg, size=[crop, crop], roi_start=roi0, roi_end=roi1, roi_relative=False,
                             interp_type=types.INTERP_CUBIC, antialias=True)
-        fgf = fg
-        bgf = fn.cast(bgc, dtype=types.FLOAT)
-        image = fgf * alpha + bgf * (1.0 - alpha)
-        chw = dict(perm=[2, 0, 1])
-        return (fn.transpose(image / 255.0, **chw), fn.transpose(fgf / 255.0, **chw),
-                fn.transpose(bgf / 255.0, **chw), fn.transpose(alpha, **chw))
+        # the composite, in float on the 0..255 scale (not re-quantised); uint8 fg/bg go out as they are, the
+        # loader scales everything to [0, 1] in torch (fewer full-size float passes in the graph)
+        image = fn.cast(fg, dtype=types.FLOAT) * alpha + fn.cast(bgc, dtype=types.FLOAT) * (1.0 - alpha)
+        return image, fg, bgc
 
     return graph()
