@@ -63,7 +63,7 @@ def _add_writer_options(p: argparse.ArgumentParser, *, val_default: int | None, 
                    help="foregrounds held out of training for val-* shards" +
                    (" (default: max(2, count//6))" if val_default is None else f" (default {val_default})"))
     p.add_argument("--test-composites", type=_non_negative, default=test_default,
-                   help="backgrounds per test foreground for test-* shards")
+                   help=f"backgrounds per test foreground for test-* shards (default {test_default})")
     p.add_argument("--train-composites", type=_non_negative, default=0,
                    help="also write train-* shards: each training foreground on K fixed backgrounds (default 0)")
     p.add_argument("--skip-bad", action="store_true",
@@ -95,7 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "and bg shards; --val-count N holds N foregrounds out for val-* composites; "
                                    "--test-composites K writes test-* composites (of --test-count held-out "
                                    "foregrounds, or of all foregrounds when --test-count is 0). Trimaps come from "
-                                   "the true alpha with an unknown band of 1.5%% of the long side (min 3 px).")
+                                   "the true alpha with an unknown band of 1.5% of the long side (min 3 px).")
     p.add_argument("--fg", type=Path, required=True, help="foreground images (RGB; RGBA/palette/grey converted)")
     p.add_argument("--alpha", type=Path, required=True, help="alpha mattes, same stems as --fg (8 or 16 bit)")
     p.add_argument("--bg", type=Path, required=True, help="background images")
