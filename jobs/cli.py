@@ -1,4 +1,4 @@
-"""`python -m jobs <command>`: train, evaluate, predict, submit, demo."""
+"""`python -m jobs <command>`: train, evaluate, predict, submit, demo, export."""
 from __future__ import annotations
 
 import argparse
@@ -61,6 +61,28 @@ def _demo(args: argparse.Namespace) -> int:
     return run_demo(args.workdir, fresh=args.fresh)
 
 
+# --- export (issue 7) ------------------------------------------------------------------------------------------
+def _export(args: argparse.Namespace) -> int:
+    from jobs.export import export_model
+
+    r = export_model(args.model, args.format, args.out, log_to_run=not args.no_log)
+    errors = ", ".join(f"{k}: {v:.2g}" for k, v in r.max_abs_error.items())
+    print(f"exported {args.model} as {r.format} to {r.path} in {r.seconds:.0f} s; max abs error vs PyTorch {errors}")
+    if r.artifact_uri:
+        print(f"  logged to MLflow run {r.run_id} as {r.artifact_uri}")
+    return 0
+
+
+def _add_export_parser(sub) -> None:
+    x = sub.add_parser("export", help="ONNX or TorchScript file (dynamic batch/H/W), checked against PyTorch")
+    x.add_argument("--model", required=True, help="models:/name@alias, models:/name/<version>, runs:/..., checkpoint")
+    x.add_argument("--format", required=True, choices=("onnx", "torchscript"))
+    x.add_argument("--out", required=True, help="output file, e.g. a2u.onnx or a2u.pt")
+    x.add_argument("--no-log", action="store_true", help="do not log the file as an artifact of the model's run")
+    x.set_defaults(func=_export)
+# --- end export -----------------------------------------------------------------------------------------------
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m jobs", description=__doc__)
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -102,6 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--workdir", default="runs/demo", help="where data, Ray results, MLflow and outputs go")
     d.add_argument("--fresh", action="store_true", help="delete an earlier demo in --workdir first")
     d.set_defaults(func=_demo)
+    _add_export_parser(sub)
     return p
 
 

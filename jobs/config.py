@@ -101,7 +101,7 @@ class TrackingSection:
     log_every_n_steps: int = 1
     log_images: bool = True
     log_model: bool = True
-    serialization_format: str = "auto"  # auto (pt2, falls back to pickle) | pt2 | pickle
+    serialization_format: str = "pickle"  # pickle (+ code_paths model/) | pt2 (torch.export; slow for this net) | auto (pt2, else pickle)
 
 
 @dataclass
