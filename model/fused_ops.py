@@ -163,85 +163,102 @@ def _acc(x: Tensor, m: Tensor):
     return tl.float64 if torch.float64 in (x.dtype, m.dtype) else tl.float32
 
 
-def _up_forward(features: Tensor, kernels: Tensor, k: int, groups: int, scale: int) -> Tensor:
-    _check_launchable(features)
-    x, m = features.contiguous(), kernels.contiguous()
+def _strides(t: Tensor) -> tuple[int, int, int, int]:
+    """(batch, channel, row, column) strides; offsets inside one sample must fit int32 (the kernels' choice)."""
+    reach = sum((size - 1) * abs(stride) for size, stride in zip(t.shape[1:], t.stride()[1:]))
+    if reach >= 2 ** 31:
+        raise ValueError(f"fused A2U ops: one sample of a {tuple(t.shape)} tensor spans {reach} elements "
+                         "(≥ 2³¹); split the batch spatially or use A2U_OPS_BACKEND=reference")
+    return t.stride(0), t.stride(1), t.stride(2), t.stride(3)
+
+
+def _new_like(t: Tensor, shape: tuple[int, ...], dtype: torch.dtype | None = None) -> Tensor:
+    """Empty output in `t`'s memory format (channels_last stays channels_last: no layout round trips)."""
+    channels_last = t.dim() == 4 and not t.is_contiguous() and t.is_contiguous(memory_format=torch.channels_last)
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    return torch.empty(shape, dtype=dtype or t.dtype, device=t.device, memory_format=fmt)
+
+
+def _up_forward(x: Tensor, m: Tensor, k: int, groups: int, scale: int) -> Tensor:
+    _check_launchable(x)
     n, c, h, w = x.shape
-    out = torch.empty((n, c, h * scale, w * scale), dtype=x.dtype, device=x.device)
+    out = _new_like(x, (n, c, h * scale, w * scale))
     if out.numel() == 0:
         return out
     cg = c // groups
     block_c, block_p, n_cblk = _tile(cg)
     nt, radius = _up_taps(k)
     grid = (-(-(h * scale * w * scale) // block_p), n * groups * n_cblk)
-    _kernels().up_fwd_kernel[grid](x, m, out, c, cg, groups, h, w, n_cblk, K=k, NT=nt, R=radius, S=scale,
-                                   BLOCK_C=block_c, BLOCK_P=block_p, ACC=_acc(x, m), num_warps=_NUM_WARPS)
+    _kernels().up_fwd_kernel[grid](x, m, out, cg, groups, h, w, n_cblk, *_strides(x), *_strides(m), *_strides(out),
+                                   K=k, NT=nt, R=radius, S=scale, BLOCK_C=block_c, BLOCK_P=block_p,
+                                   ACC=_acc(x, m), num_warps=_NUM_WARPS)
     return out
 
 
-def _up_backward(grad_out: Tensor, features: Tensor, kernels: Tensor, k: int, groups: int, scale: int,
+def _up_backward(go: Tensor, x: Tensor, m: Tensor, k: int, groups: int, scale: int,
                  need_x: bool, need_m: bool) -> tuple[Tensor, Tensor]:
-    _check_launchable(features)
-    go, x, m = grad_out.contiguous(), features.contiguous(), kernels.contiguous()
+    _check_launchable(x)
     n, c, h, w = x.shape
     cg = c // groups
     nt, radius = _up_taps(k)
-    gx = torch.empty_like(x) if need_x else x.new_empty(0)
-    gm = torch.empty_like(m) if need_m else m.new_empty(0)
+    gx = _new_like(x, tuple(x.shape)) if need_x else x.new_empty(0)
+    gm = _new_like(m, tuple(m.shape)) if need_m else m.new_empty(0)
     if go.numel() == 0:
         return gx.zero_(), gm.zero_()
     mod = _kernels()
     if need_x:
         block_c, block_p, n_cblk = _tile(cg)
         grid = (-(-(h * w) // block_p), n * groups * n_cblk)
-        mod.up_grad_x_kernel[grid](go, m, gx, c, cg, groups, h, w, n_cblk, K=k, NT=nt, R=radius, S=scale,
-                                   BLOCK_C=block_c, BLOCK_P=block_p, ACC=_acc(x, m), num_warps=_NUM_WARPS)
+        mod.up_grad_x_kernel[grid](go, m, gx, cg, groups, h, w, n_cblk, *_strides(go), *_strides(m),
+                                   *_strides(gx), K=k, NT=nt, R=radius, S=scale, BLOCK_C=block_c,
+                                   BLOCK_P=block_p, ACC=_acc(x, m), num_warps=_NUM_WARPS)
     if need_m:
         k2p, block_p = _tile_m(k)
         grid = (-(-(h * scale * w * scale) // block_p), n * groups)
-        mod.up_grad_m_kernel[grid](x, go, gm, c, cg, groups, h, w, K=k, NT=nt, R=radius, S=scale,
-                                   K2P=k2p, BLOCK_P=block_p, ACC=_acc(x, m), num_warps=_NUM_WARPS)
+        mod.up_grad_m_kernel[grid](x, go, gm, cg, groups, h, w, *_strides(x), *_strides(go), *_strides(gm),
+                                   K=k, NT=nt, R=radius, S=scale, K2P=k2p, BLOCK_P=block_p,
+                                   ACC=_acc(x, m), num_warps=_NUM_WARPS)
     return gx, gm
 
 
-def _down_forward(features: Tensor, kernels: Tensor, k: int, groups: int, scale: int) -> Tensor:
-    _check_launchable(features)
-    x, m = features.contiguous(), kernels.contiguous()
+def _down_forward(x: Tensor, m: Tensor, k: int, groups: int, scale: int) -> Tensor:
+    _check_launchable(x)
     n, c, hh, ww = x.shape
-    out = torch.empty((n, c, hh // scale, ww // scale), dtype=x.dtype, device=x.device)
+    out = _new_like(x, (n, c, hh // scale, ww // scale))
     if out.numel() == 0:
         return out
     cg = c // groups
     block_c, block_p, n_cblk = _tile(cg)
     grid = (-(-((hh // scale) * (ww // scale)) // block_p), n * groups * n_cblk)
-    _kernels().down_fwd_kernel[grid](x, m, out, c, cg, groups, hh, ww, n_cblk, K=k, PAD=_down_pad(k), S=scale,
-                                     BLOCK_C=block_c, BLOCK_P=block_p, ACC=_acc(x, m), num_warps=_NUM_WARPS)
+    _kernels().down_fwd_kernel[grid](x, m, out, cg, groups, hh, ww, n_cblk, *_strides(x), *_strides(m),
+                                     *_strides(out), K=k, PAD=_down_pad(k), S=scale, BLOCK_C=block_c,
+                                     BLOCK_P=block_p, ACC=_acc(x, m), num_warps=_NUM_WARPS)
     return out
 
 
-def _down_backward(grad_out: Tensor, features: Tensor, kernels: Tensor, k: int, groups: int, scale: int,
+def _down_backward(go: Tensor, x: Tensor, m: Tensor, k: int, groups: int, scale: int,
                    need_x: bool, need_m: bool) -> tuple[Tensor, Tensor]:
-    _check_launchable(features)
-    go, x, m = grad_out.contiguous(), features.contiguous(), kernels.contiguous()
+    _check_launchable(x)
     n, c, hh, ww = x.shape
     cg = c // groups
     pad = _down_pad(k)
-    gx = torch.empty_like(x) if need_x else x.new_empty(0)
-    gm = torch.empty_like(m) if need_m else m.new_empty(0)
+    gx = _new_like(x, tuple(x.shape)) if need_x else x.new_empty(0)
+    gm = _new_like(m, tuple(m.shape)) if need_m else m.new_empty(0)
     if go.numel() == 0:
         return gx.zero_(), gm.zero_()
     mod = _kernels()
     if need_x:
         block_c, block_p, n_cblk = _tile(cg)
         grid = (-(-(hh * ww) // block_p), n * groups * n_cblk)
-        mod.down_grad_x_kernel[grid](go, m, gx, c, cg, groups, hh, ww, n_cblk, K=k, PAD=pad, S=scale,
-                                     KS=-(-k // scale), BLOCK_C=block_c, BLOCK_P=block_p, ACC=_acc(x, m),
-                                     num_warps=_NUM_WARPS)
+        mod.down_grad_x_kernel[grid](go, m, gx, cg, groups, hh, ww, n_cblk, *_strides(go), *_strides(m),
+                                     *_strides(gx), K=k, PAD=pad, S=scale, KS=-(-k // scale), BLOCK_C=block_c,
+                                     BLOCK_P=block_p, ACC=_acc(x, m), num_warps=_NUM_WARPS)
     if need_m:
         k2p, block_p = _tile_m(k)
         grid = (-(-((hh // scale) * (ww // scale)) // block_p), n * groups)
-        mod.down_grad_m_kernel[grid](x, go, gm, c, cg, groups, hh, ww, K=k, PAD=pad, S=scale,
-                                     K2P=k2p, BLOCK_P=block_p, ACC=_acc(x, m), num_warps=_NUM_WARPS)
+        mod.down_grad_m_kernel[grid](x, go, gm, cg, groups, hh, ww, *_strides(x), *_strides(go), *_strides(gm),
+                                     K=k, PAD=pad, S=scale, K2P=k2p, BLOCK_P=block_p, ACC=_acc(x, m),
+                                     num_warps=_NUM_WARPS)
     return gx, gm
 
 
@@ -255,7 +272,7 @@ def upsample_op(features: Tensor, kernels: Tensor, kernel_size: int, groups: int
 @upsample_op.register_fake
 def _upsample_fake(features: Tensor, kernels: Tensor, kernel_size: int, groups: int, scale: int) -> Tensor:
     n, c, h, w = features.shape
-    return features.new_empty((n, c, h * scale, w * scale))
+    return _new_like(features, (n, c, h * scale, w * scale))
 
 
 @torch.library.custom_op("a2u::upsample_backward", mutates_args=())
@@ -268,8 +285,8 @@ def upsample_backward_op(grad_out: Tensor, features: Tensor, kernels: Tensor, ke
 @upsample_backward_op.register_fake
 def _upsample_backward_fake(grad_out: Tensor, features: Tensor, kernels: Tensor, kernel_size: int, groups: int,
                             scale: int, need_features: bool, need_kernels: bool) -> tuple[Tensor, Tensor]:
-    gx = torch.empty_like(features, memory_format=torch.contiguous_format) if need_features else features.new_empty(0)
-    gm = torch.empty_like(kernels, memory_format=torch.contiguous_format) if need_kernels else kernels.new_empty(0)
+    gx = _new_like(features, tuple(features.shape)) if need_features else features.new_empty(0)
+    gm = _new_like(kernels, tuple(kernels.shape)) if need_kernels else kernels.new_empty(0)
     return gx, gm
 
 
@@ -282,7 +299,7 @@ def downsample_op(features: Tensor, kernels: Tensor, kernel_size: int, groups: i
 @downsample_op.register_fake
 def _downsample_fake(features: Tensor, kernels: Tensor, kernel_size: int, groups: int, scale: int) -> Tensor:
     n, c, hh, ww = features.shape
-    return features.new_empty((n, c, hh // scale, ww // scale))
+    return _new_like(features, (n, c, hh // scale, ww // scale))
 
 
 @torch.library.custom_op("a2u::downsample_backward", mutates_args=())
@@ -295,8 +312,8 @@ def downsample_backward_op(grad_out: Tensor, features: Tensor, kernels: Tensor, 
 @downsample_backward_op.register_fake
 def _downsample_backward_fake(grad_out: Tensor, features: Tensor, kernels: Tensor, kernel_size: int, groups: int,
                               scale: int, need_features: bool, need_kernels: bool) -> tuple[Tensor, Tensor]:
-    gx = torch.empty_like(features, memory_format=torch.contiguous_format) if need_features else features.new_empty(0)
-    gm = torch.empty_like(kernels, memory_format=torch.contiguous_format) if need_kernels else kernels.new_empty(0)
+    gx = _new_like(features, tuple(features.shape)) if need_features else features.new_empty(0)
+    gm = _new_like(kernels, tuple(kernels.shape)) if need_kernels else kernels.new_empty(0)
     return gx, gm
 
 

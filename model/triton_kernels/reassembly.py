@@ -4,10 +4,11 @@ Why gather-only: the official CUDA backward scatters with atomicAdd (non-determi
 gradient). Here every output element of every kernel — including both gradients — is written by exactly one program
 that sums its inputs in a fixed order, so results are bitwise reproducible run to run.
 
-Layout contract (checked by the callers in `model/fused_ops.py`): all tensors contiguous NCHW; kernel maps
-group-major (channel g·k² + i·k + j); channel c belongs to group c // (C/G). Loads are in the tensors' own dtypes,
-arithmetic in `ACC` (fp32; fp64 for fp64 inputs), stores cast to the destination's dtype. Offsets of whole planes
-are int64 (no 2³¹ overflow).
+Layout contract (checked by the callers in `model/fused_ops.py`): every tensor is addressed through its own
+(batch, channel, row, column) strides, so NCHW and channels_last (NHWC) tensors are read in place with no layout
+copies; batch offsets are int64, offsets inside one sample int32 (the caller checks < 2³¹ elements per sample).
+Kernel maps are group-major (channel g·k² + i·k + j); channel c belongs to group c // (C/G). Loads are in the
+tensors' own dtypes, arithmetic in `ACC` (fp32; fp64 for fp64 inputs), stores cast to the destination's dtype.
 
 Only non-negative integers are ever divided (`//`, `%`): compiled Triton truncates, the interpreter floors, and the two
 only agree on non-negative operands.
@@ -22,7 +23,8 @@ import triton.language as tl
 
 
 @triton.jit
-def up_fwd_kernel(x_ptr, m_ptr, out_ptr, C, CG, G, h, w, n_cblk,
+def up_fwd_kernel(x_ptr, m_ptr, out_ptr, CG, G, h, w, n_cblk,
+                  sxn, sxc, sxh, sxw, smn, smc, smh, smw, son, soc, soh, sow,
                   K: tl.constexpr, NT: tl.constexpr, R: tl.constexpr, S: tl.constexpr,
                   BLOCK_C: tl.constexpr, BLOCK_P: tl.constexpr, ACC: tl.constexpr):
     """out[n,c,Y,X] = Σ_{i,j<NT} m[n, g·K²+i·K+j, Y, X] · x[n, c, Y//S+i−R, X//S+j−R] (zeros outside)."""
@@ -32,21 +34,20 @@ def up_fwd_kernel(x_ptr, m_ptr, out_ptr, C, CG, G, h, w, n_cblk,
     ng = pid_q // n_cblk
     g = ng % G
     n = ng // G
-    H = h * S
     W = w * S
-    HW = H * W
-    hw = h * w
+    HW = h * S * W
 
-    offs_c = cb * BLOCK_C + tl.arange(0, BLOCK_C)
+    offs_c = (cb * BLOCK_C + tl.arange(0, BLOCK_C)).to(tl.int32)
     cmask = offs_c < CG
-    chan = n * C + g * CG + offs_c                      # int64 [BLOCK_C]
-    offs_p = pid_p * BLOCK_P + tl.arange(0, BLOCK_P)    # int32 [BLOCK_P]
+    chan = g.to(tl.int32) * CG + offs_c
+    offs_p = pid_p * BLOCK_P + tl.arange(0, BLOCK_P)
     pmask = offs_p < HW
     Y = offs_p // W
     X = offs_p % W
     py = Y // S
     px = X // S
-    m_base = m_ptr + (n * G + g) * (K * K) * HW
+    x_base = x_ptr + n * sxn + chan[:, None] * sxc
+    m_base = m_ptr + n * smn + (g * (K * K)).to(tl.int32) * smc + Y * smh + X * smw
 
     acc = tl.zeros((BLOCK_C, BLOCK_P), dtype=ACC)
     for i in tl.static_range(NT):
@@ -55,17 +56,17 @@ def up_fwd_kernel(x_ptr, m_ptr, out_ptr, C, CG, G, h, w, n_cblk,
         for j in tl.static_range(NT):
             xx = px + (j - R)
             valid = vy & (xx >= 0) & (xx < w)
-            mv = tl.load(m_base + (i * K + j) * HW + offs_p, mask=valid, other=0.0).to(ACC)
-            src = yy * w + xx
-            xv = tl.load(x_ptr + chan[:, None] * hw + src[None, :], mask=cmask[:, None] & valid[None, :],
+            mv = tl.load(m_base + (i * K + j) * smc, mask=valid, other=0.0).to(ACC)
+            xv = tl.load(x_base + (yy * sxh + xx * sxw)[None, :], mask=cmask[:, None] & valid[None, :],
                          other=0.0).to(ACC)
             acc += xv * mv[None, :]
-    out_ptrs = out_ptr + chan[:, None] * HW + offs_p[None, :]
+    out_ptrs = out_ptr + n * son + chan[:, None] * soc + (Y * soh + X * sow)[None, :]
     tl.store(out_ptrs, acc.to(out_ptr.dtype.element_ty), mask=cmask[:, None] & pmask[None, :])
 
 
 @triton.jit
-def up_grad_x_kernel(go_ptr, m_ptr, gx_ptr, C, CG, G, h, w, n_cblk,
+def up_grad_x_kernel(go_ptr, m_ptr, gx_ptr, CG, G, h, w, n_cblk,
+                     sgn, sgc, sgh, sgw, smn, smc, smh, smw, sxn, sxc, sxh, sxw,
                      K: tl.constexpr, NT: tl.constexpr, R: tl.constexpr, S: tl.constexpr,
                      BLOCK_C: tl.constexpr, BLOCK_P: tl.constexpr, ACC: tl.constexpr):
     """gx[n,c,p,q] = Σ over taps (i,j) and children (a,b) of parent (p−i+R, q−j+R): m·go (gather, no atomics)."""
@@ -75,19 +76,16 @@ def up_grad_x_kernel(go_ptr, m_ptr, gx_ptr, C, CG, G, h, w, n_cblk,
     ng = pid_q // n_cblk
     g = ng % G
     n = ng // G
-    H = h * S
-    W = w * S
-    HW = H * W
-    hw = h * w
 
-    offs_c = cb * BLOCK_C + tl.arange(0, BLOCK_C)
+    offs_c = (cb * BLOCK_C + tl.arange(0, BLOCK_C)).to(tl.int32)
     cmask = offs_c < CG
-    chan = n * C + g * CG + offs_c
+    chan = g.to(tl.int32) * CG + offs_c
     offs_p = pid_p * BLOCK_P + tl.arange(0, BLOCK_P)
-    pmask = offs_p < hw
+    pmask = offs_p < h * w
     yy = offs_p // w
     xx = offs_p % w
-    m_base = m_ptr + (n * G + g) * (K * K) * HW
+    go_base = go_ptr + n * sgn + chan[:, None] * sgc
+    m_base = m_ptr + n * smn + (g * (K * K)).to(tl.int32) * smc
 
     acc = tl.zeros((BLOCK_C, BLOCK_P), dtype=ACC)
     for i in tl.static_range(NT):
@@ -98,17 +96,19 @@ def up_grad_x_kernel(go_ptr, m_ptr, gx_ptr, C, CG, G, h, w, n_cblk,
             valid = vy & (px >= 0) & (px < w)
             for a in tl.static_range(S):
                 for b in tl.static_range(S):
-                    dst = (py * S + a) * W + (px * S + b)
-                    mv = tl.load(m_base + (i * K + j) * HW + dst, mask=valid, other=0.0).to(ACC)
-                    gv = tl.load(go_ptr + chan[:, None] * HW + dst[None, :], mask=cmask[:, None] & valid[None, :],
+                    Y = py * S + a
+                    X = px * S + b
+                    mv = tl.load(m_base + (i * K + j) * smc + Y * smh + X * smw, mask=valid, other=0.0).to(ACC)
+                    gv = tl.load(go_base + (Y * sgh + X * sgw)[None, :], mask=cmask[:, None] & valid[None, :],
                                  other=0.0).to(ACC)
                     acc += gv * mv[None, :]
-    gx_ptrs = gx_ptr + chan[:, None] * hw + offs_p[None, :]
+    gx_ptrs = gx_ptr + n * sxn + chan[:, None] * sxc + (yy * sxh + xx * sxw)[None, :]
     tl.store(gx_ptrs, acc.to(gx_ptr.dtype.element_ty), mask=cmask[:, None] & pmask[None, :])
 
 
 @triton.jit
-def up_grad_m_kernel(x_ptr, go_ptr, gm_ptr, C, CG, G, h, w,
+def up_grad_m_kernel(x_ptr, go_ptr, gm_ptr, CG, G, h, w,
+                     sxn, sxc, sxh, sxw, sgn, sgc, sgh, sgw, smn, smc, smh, smw,
                      K: tl.constexpr, NT: tl.constexpr, R: tl.constexpr, S: tl.constexpr,
                      K2P: tl.constexpr, BLOCK_P: tl.constexpr, ACC: tl.constexpr):
     """gm[n, g·K²+t, Y, X] = Σ_{c in g} x̃[n,c, Y//S+i−R, X//S+j−R] · go[n,c,Y,X]; one program owns each element."""
@@ -116,15 +116,15 @@ def up_grad_m_kernel(x_ptr, go_ptr, gm_ptr, C, CG, G, h, w,
     ng = tl.program_id(1).to(tl.int64)
     g = ng % G
     n = ng // G
-    H = h * S
     W = w * S
-    HW = H * W
-    hw = h * w
+    HW = h * S * W
 
     offs_p = pid_p * BLOCK_P + tl.arange(0, BLOCK_P)
     pmask = offs_p < HW
-    py = (offs_p // W) // S
-    px = (offs_p % W) // S
+    Y = offs_p // W
+    X = offs_p % W
+    py = Y // S
+    px = X // S
     t = tl.arange(0, K2P)
     ti = t // K
     tj = t % K
@@ -132,21 +132,26 @@ def up_grad_m_kernel(x_ptr, go_ptr, gm_ptr, C, CG, G, h, w,
     yy = py[None, :] + ti[:, None] - R
     xx = px[None, :] + tj[:, None] - R
     valid = tmask[:, None] & pmask[None, :] & (yy >= 0) & (yy < h) & (xx >= 0) & (xx < w)
-    src = yy * w + xx
+    src = yy * sxh + xx * sxw
+    dst = Y * sgh + X * sgw
 
-    chan0 = n * C + g * CG
+    c0 = g.to(tl.int32) * CG
+    x_base = x_ptr + n * sxn
+    go_base = go_ptr + n * sgn
     acc = tl.zeros((K2P, BLOCK_P), dtype=ACC)
     for c in range(CG):
-        ch = chan0 + c
-        gv = tl.load(go_ptr + ch * HW + offs_p, mask=pmask, other=0.0).to(ACC)
-        xv = tl.load(x_ptr + ch * hw + src, mask=valid, other=0.0).to(ACC)
+        ch = c0 + c
+        gv = tl.load(go_base + ch * sgc + dst, mask=pmask, other=0.0).to(ACC)
+        xv = tl.load(x_base + ch * sxc + src, mask=valid, other=0.0).to(ACC)
         acc += xv * gv[None, :]
-    gm_ptrs = gm_ptr + ((n * G + g) * (K * K) + t[:, None]) * HW + offs_p[None, :]
+    gm_ptrs = (gm_ptr + n * smn + ((g * (K * K)).to(tl.int32) + t[:, None]) * smc
+               + (Y * smh + X * smw)[None, :])
     tl.store(gm_ptrs, acc.to(gm_ptr.dtype.element_ty), mask=(t < K * K)[:, None] & pmask[None, :])
 
 
 @triton.jit
-def down_fwd_kernel(x_ptr, m_ptr, out_ptr, C, CG, G, H, W, n_cblk,
+def down_fwd_kernel(x_ptr, m_ptr, out_ptr, CG, G, H, W, n_cblk,
+                    sxn, sxc, sxh, sxw, smn, smc, smh, smw, son, soc, soh, sow,
                     K: tl.constexpr, PAD: tl.constexpr, S: tl.constexpr,
                     BLOCK_C: tl.constexpr, BLOCK_P: tl.constexpr, ACC: tl.constexpr):
     """out[n,c,y,x] = Σ_{i,j<K} m[n, g·K²+i·K+j, y, x] · x[n, c, S·y+i−PAD, S·x+j−PAD] (zeros outside)."""
@@ -156,19 +161,18 @@ def down_fwd_kernel(x_ptr, m_ptr, out_ptr, C, CG, G, H, W, n_cblk,
     ng = pid_q // n_cblk
     g = ng % G
     n = ng // G
-    Ho = H // S
     Wo = W // S
-    HWo = Ho * Wo
-    HW = H * W
+    HWo = (H // S) * Wo
 
-    offs_c = cb * BLOCK_C + tl.arange(0, BLOCK_C)
+    offs_c = (cb * BLOCK_C + tl.arange(0, BLOCK_C)).to(tl.int32)
     cmask = offs_c < CG
-    chan = n * C + g * CG + offs_c
+    chan = g.to(tl.int32) * CG + offs_c
     offs_p = pid_p * BLOCK_P + tl.arange(0, BLOCK_P)
     pmask = offs_p < HWo
     oy = offs_p // Wo
     ox = offs_p % Wo
-    m_base = m_ptr + (n * G + g) * (K * K) * HWo
+    x_base = x_ptr + n * sxn + chan[:, None] * sxc
+    m_base = m_ptr + n * smn + (g * (K * K)).to(tl.int32) * smc + oy * smh + ox * smw
 
     acc = tl.zeros((BLOCK_C, BLOCK_P), dtype=ACC)
     for i in tl.static_range(K):
@@ -177,17 +181,17 @@ def down_fwd_kernel(x_ptr, m_ptr, out_ptr, C, CG, G, H, W, n_cblk,
         for j in tl.static_range(K):
             xx = ox * S + (j - PAD)
             valid = vy & (xx >= 0) & (xx < W)
-            mv = tl.load(m_base + (i * K + j) * HWo + offs_p, mask=valid, other=0.0).to(ACC)
-            src = yy * W + xx
-            xv = tl.load(x_ptr + chan[:, None] * HW + src[None, :], mask=cmask[:, None] & valid[None, :],
+            mv = tl.load(m_base + (i * K + j) * smc, mask=valid, other=0.0).to(ACC)
+            xv = tl.load(x_base + (yy * sxh + xx * sxw)[None, :], mask=cmask[:, None] & valid[None, :],
                          other=0.0).to(ACC)
             acc += xv * mv[None, :]
-    out_ptrs = out_ptr + chan[:, None] * HWo + offs_p[None, :]
+    out_ptrs = out_ptr + n * son + chan[:, None] * soc + (oy * soh + ox * sow)[None, :]
     tl.store(out_ptrs, acc.to(out_ptr.dtype.element_ty), mask=cmask[:, None] & pmask[None, :])
 
 
 @triton.jit
-def down_grad_x_kernel(go_ptr, m_ptr, gx_ptr, C, CG, G, H, W, n_cblk,
+def down_grad_x_kernel(go_ptr, m_ptr, gx_ptr, CG, G, H, W, n_cblk,
+                       sgn, sgc, sgh, sgw, smn, smc, smh, smw, sxn, sxc, sxh, sxw,
                        K: tl.constexpr, PAD: tl.constexpr, S: tl.constexpr, KS: tl.constexpr,
                        BLOCK_C: tl.constexpr, BLOCK_P: tl.constexpr, ACC: tl.constexpr):
     """gx[n,c,p,q] = Σ over the ≤ ⌈K/S⌉² outputs (y,x) whose window holds (p,q): m[tap(p−S·y+PAD, q−S·x+PAD)] · go."""
@@ -199,19 +203,20 @@ def down_grad_x_kernel(go_ptr, m_ptr, gx_ptr, C, CG, G, H, W, n_cblk,
     n = ng // G
     Ho = H // S
     Wo = W // S
-    HWo = Ho * Wo
-    HW = H * W
 
-    offs_c = cb * BLOCK_C + tl.arange(0, BLOCK_C)
+    offs_c = (cb * BLOCK_C + tl.arange(0, BLOCK_C)).to(tl.int32)
     cmask = offs_c < CG
-    chan = n * C + g * CG + offs_c
+    chan = g.to(tl.int32) * CG + offs_c
     offs_p = pid_p * BLOCK_P + tl.arange(0, BLOCK_P)
-    pmask = offs_p < HW
-    ry = offs_p // W + PAD                              # ≥ 0
-    rx = offs_p % W + PAD
+    pmask = offs_p < H * W
+    py = offs_p // W
+    px = offs_p % W
+    ry = py + PAD                                       # ≥ 0
+    rx = px + PAD
     base_y = ry // S
     base_x = rx // S
-    m_base = m_ptr + (n * G + g) * (K * K) * HWo
+    go_base = go_ptr + n * sgn + chan[:, None] * sgc
+    m_base = m_ptr + n * smn + (g * (K * K)).to(tl.int32) * smc
 
     acc = tl.zeros((BLOCK_C, BLOCK_P), dtype=ACC)
     for dy in tl.static_range(KS):
@@ -222,17 +227,17 @@ def down_grad_x_kernel(go_ptr, m_ptr, gx_ptr, C, CG, G, H, W, n_cblk,
             ox = base_x - dx
             tj = rx - ox * S
             valid = vy & (ox >= 0) & (ox < Wo) & (tj < K)
-            dst = oy * Wo + ox
-            mv = tl.load(m_base + (ti * K + tj) * HWo + dst, mask=valid, other=0.0).to(ACC)
-            gv = tl.load(go_ptr + chan[:, None] * HWo + dst[None, :], mask=cmask[:, None] & valid[None, :],
+            mv = tl.load(m_base + (ti * K + tj) * smc + oy * smh + ox * smw, mask=valid, other=0.0).to(ACC)
+            gv = tl.load(go_base + (oy * sgh + ox * sgw)[None, :], mask=cmask[:, None] & valid[None, :],
                          other=0.0).to(ACC)
             acc += gv * mv[None, :]
-    gx_ptrs = gx_ptr + chan[:, None] * HW + offs_p[None, :]
+    gx_ptrs = gx_ptr + n * sxn + chan[:, None] * sxc + (py * sxh + px * sxw)[None, :]
     tl.store(gx_ptrs, acc.to(gx_ptr.dtype.element_ty), mask=cmask[:, None] & pmask[None, :])
 
 
 @triton.jit
-def down_grad_m_kernel(x_ptr, go_ptr, gm_ptr, C, CG, G, H, W,
+def down_grad_m_kernel(x_ptr, go_ptr, gm_ptr, CG, G, H, W,
+                       sxn, sxc, sxh, sxw, sgn, sgc, sgh, sgw, smn, smc, smh, smw,
                        K: tl.constexpr, PAD: tl.constexpr, S: tl.constexpr,
                        K2P: tl.constexpr, BLOCK_P: tl.constexpr, ACC: tl.constexpr):
     """gm[n, g·K²+t, y, x] = Σ_{c in g} x̃[n,c, S·y+i−PAD, S·x+j−PAD] · go[n,c,y,x]; one program owns each element."""
@@ -240,10 +245,8 @@ def down_grad_m_kernel(x_ptr, go_ptr, gm_ptr, C, CG, G, H, W,
     ng = tl.program_id(1).to(tl.int64)
     g = ng % G
     n = ng // G
-    Ho = H // S
     Wo = W // S
-    HWo = Ho * Wo
-    HW = H * W
+    HWo = (H // S) * Wo
 
     offs_p = pid_p * BLOCK_P + tl.arange(0, BLOCK_P)
     pmask = offs_p < HWo
@@ -256,14 +259,18 @@ def down_grad_m_kernel(x_ptr, go_ptr, gm_ptr, C, CG, G, H, W,
     yy = oy[None, :] * S + ti[:, None] - PAD
     xx = ox[None, :] * S + tj[:, None] - PAD
     valid = tmask[:, None] & pmask[None, :] & (yy >= 0) & (yy < H) & (xx >= 0) & (xx < W)
-    src = yy * W + xx
+    src = yy * sxh + xx * sxw
+    dst = oy * sgh + ox * sgw
 
-    chan0 = n * C + g * CG
+    c0 = g.to(tl.int32) * CG
+    x_base = x_ptr + n * sxn
+    go_base = go_ptr + n * sgn
     acc = tl.zeros((K2P, BLOCK_P), dtype=ACC)
     for c in range(CG):
-        ch = chan0 + c
-        gv = tl.load(go_ptr + ch * HWo + offs_p, mask=pmask, other=0.0).to(ACC)
-        xv = tl.load(x_ptr + ch * HW + src, mask=valid, other=0.0).to(ACC)
+        ch = c0 + c
+        gv = tl.load(go_base + ch * sgc + dst, mask=pmask, other=0.0).to(ACC)
+        xv = tl.load(x_base + ch * sxc + src, mask=valid, other=0.0).to(ACC)
         acc += xv * gv[None, :]
-    gm_ptrs = gm_ptr + ((n * G + g) * (K * K) + t[:, None]) * HWo + offs_p[None, :]
+    gm_ptrs = (gm_ptr + n * smn + ((g * (K * K)).to(tl.int32) + t[:, None]) * smc
+               + (oy * smh + ox * smw)[None, :])
     tl.store(gm_ptrs, acc.to(gm_ptr.dtype.element_ty), mask=tmask[:, None] & pmask[None, :])

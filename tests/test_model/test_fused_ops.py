@@ -199,11 +199,34 @@ def test_gradient_of_one_argument_only():
     torch.testing.assert_close(gx, want_gx, rtol=1e-5, atol=1e-5)
 
 
-def test_non_contiguous_and_mixed_dtype_inputs():
-    """Channels-last / sliced inputs are made contiguous; fp32 kernels with bf16 features (the autocast layout)."""
+@pytest.mark.parametrize("which", ["up", "down"])
+def test_strided_inputs_are_read_in_place(which):
+    """channels_last features/kernels, a sliced (non-contiguous) map and an expanded (stride-0) upstream gradient
+    give the reference's numbers; channels_last outputs and gradients stay channels_last (no layout round trip)."""
+    if which == "up":
+        case, op, ref, shapes = (2, 4, 3, 4, 3, 1, 2), fused_upsample, reference_upsample, _up_shapes
+    else:
+        case, op, ref, shapes = (2, 4, 6, 8, 6, 1, 2), fused_downsample, reference_downsample, _down_shapes
+    n, c, _, _, k, groups, r = case
+    x, m = _inputs(*shapes(*case), seed=12)
+    cl = torch.channels_last
+    xl = x.to(memory_format=cl).requires_grad_()
+    ml = m.to(memory_format=cl).requires_grad_()
+    out = op(xl, ml, k, groups, r)
+    assert out.is_contiguous(memory_format=cl)
+    upstream = torch.randn(out.shape[1:], device=DEVICE).expand_as(out)  # stride 0 over the batch
+    out.backward(upstream)
+    assert xl.grad.is_contiguous(memory_format=cl) and ml.grad.is_contiguous(memory_format=cl)
+    want = _run(ref, x, m, k, groups, r, upstream.contiguous())
+    for got, exp in zip((out.detach(), xl.grad, ml.grad), want):
+        torch.testing.assert_close(got, exp, rtol=1e-5, atol=1e-5)
+    wide = torch.randn(n, 2 * c, *x.shape[2:], device=DEVICE)[:, ::2]  # channel stride 2
+    torch.testing.assert_close(op(wide, m, k, groups, r), ref(wide.contiguous(), m, k, groups, r))
+
+
+def test_mixed_dtype_inputs():
+    """fp32 kernels with bf16 features (the layout autocast produces): output in the features' dtype."""
     x, m = _inputs((1, 4, 4, 4), (1, 9, 8, 8), seed=11)
-    x_cl = x.to(memory_format=torch.channels_last)
-    torch.testing.assert_close(fused_upsample(x_cl, m, 3, 1, 2), reference_upsample(x, m, 3, 1, 2))
     xb = x.to(torch.bfloat16)
     out = fused_upsample(xb, m, 3, 1, 2)
     assert out.dtype == torch.bfloat16
@@ -318,8 +341,8 @@ def test_fast_generator_equals_batched_generator(share, rank, groups, encode):
     from model.kernel_generator import A2UKernelGenerator
 
     torch.manual_seed(23)
-    gen = A2UKernelGenerator(64, 3, 6, groups, share, rank).double()
-    x = torch.randn(2, 64, 12, 10, dtype=torch.float64, requires_grad=True)
+    gen = A2UKernelGenerator(32, 3, 6, groups, share, rank).double()
+    x = torch.randn(2, 32, 8, 6, dtype=torch.float64, requires_grad=True)
     want = gen(x)
     got = fast_generator_forward(gen, x, encode)
     weights = [torch.randn_like(t) for t in want]
