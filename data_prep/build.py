@@ -159,16 +159,22 @@ def _resume_kind(out_dir: Path, kind: str, tasks: list[Task], entries: list[dict
     return kept, pos
 
 
-def _iter_results(tasks: list[Task], workers: int) -> Iterator[tuple[str, dict | None, dict | None]]:
-    if workers <= 1 or len(tasks) <= 1:
+def _start_pool(n_tasks: int, workers: int):
+    """A fork pool of `workers` processes, or None to encode inline (1 worker or a single task).
+
+    Started before the progress bar exists, so no helper thread is alive when the workers fork."""
+    if workers <= 1 or n_tasks <= 1:
+        return None
+    return mp.get_context("fork").Pool(workers, initializer=_worker_init)
+
+
+def _iter_results(tasks: list[Task], pool, workers: int) -> Iterator[tuple[str, dict | None, dict | None]]:
+    if pool is None:
         _worker_init()
-        for t in tasks:
-            yield _run_task(t)
+        yield from map(_run_task, tasks)
         return
-    ctx = mp.get_context("fork")
     chunk = max(1, min(8, len(tasks) // (workers * 8)))
-    with ctx.Pool(workers, initializer=_worker_init) as pool:
-        yield from pool.imap(_run_task, tasks, chunksize=chunk)
+    yield from pool.imap(_run_task, tasks, chunksize=chunk)
 
 
 def _all_skipped(planning: list[dict], records: list[ShardRecord]) -> list[dict]:
@@ -214,9 +220,10 @@ def build(out_dir: Path, options: dict, plan: dict[str, list[Task]], *, workers:
     flat = [t for _, tasks, _ in todo for t in tasks]  # one pool for all kinds: workers stay warm
     starts = {kind: start for kind, _, start in todo}
     writer: RollingShardWriter | None = None
+    pool = _start_pool(len(flat), workers)
     with tqdm(total=len(flat), desc="encoding", unit="sample", disable=None) as bar:
         try:
-            for task, (digest, sample, bad) in zip(flat, _iter_results(flat, workers)):
+            for task, (digest, sample, bad) in zip(flat, _iter_results(flat, pool, workers)):
                 bar.update(1)
                 if writer is None or writer.kind != task.kind:
                     if writer is not None:
@@ -236,6 +243,10 @@ def build(out_dir: Path, options: dict, plan: dict[str, list[Task]], *, workers:
             if writer is not None:
                 writer.abort()
             raise
+        finally:
+            if pool is not None:
+                pool.terminate()
+                pool.join()
     uniq = _all_skipped(skipped, records)
     write_manifest(out_dir, options, [r.manifest_entry() for r in records], uniq, extra_manifest)
     (out_dir / PROGRESS).unlink(missing_ok=True)
