@@ -192,6 +192,8 @@ def cmd_composition1k(args: argparse.Namespace) -> int:
     from .plans import composition1k_inputs
 
     inputs = composition1k_inputs(args.root, args.bg)
+    if args.test_composites and inputs.test_merged:
+        log.warning("--test-composites is ignored: Test_set/merged provides the Composition-1k test composites")
     return _file_build(args, "composition1k", inputs, 0,
                        {"root": str(args.root.resolve()), "bg": str(args.bg.resolve())})
 
