@@ -57,6 +57,7 @@ class OptimSection:
     milestones: list = field(default_factory=lambda: [20, 26])
     gamma: float = 0.1
     grad_clip_norm: float | None = None
+    max_train_minutes: float | None = None  # stop (checkpoint + register) after this much training per attempt
 
 
 @dataclass

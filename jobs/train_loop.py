@@ -23,6 +23,7 @@ from jobs.images import grid_png, to_u8
 log = logging.getLogger("jobs.train_loop")
 
 NONFINITE_KEY = "nonfinite_loss_step"
+BUDGET_KEY = "stopped_by_time_budget"
 
 
 def _autocast(cfg: TrainConfig, device: torch.device):
@@ -234,6 +235,8 @@ class _Trainer:
         steps_per_epoch = len(loader)
         every = cfg.checkpoint.every_n_steps
         net = self.net
+        t_begin, stop = time.time(), 0.0
+        budget_s = None if cfg.optim.max_train_minutes is None else 60.0 * cfg.optim.max_train_minutes
         mean = torch.tensor([0.485, 0.456, 0.406], device=self.device).view(1, 3, 1, 1)
         std = torch.tensor([0.229, 0.224, 0.225], device=self.device).view(1, 3, 1, 1)
         if self.rank == 0:
@@ -260,7 +263,9 @@ class _Trainer:
                 if cfg.debug.nan_at_step is not None and self.step + 1 == cfg.debug.nan_at_step:
                     loss = loss * float("nan")
                 finite = bool(torch.isfinite(loss).item())
-                loss_sum, bad = _all_reduce([loss.item() if finite else 0.0, 0.0 if finite else 1.0], self.world)
+                over_budget = float(self.rank == 0 and budget_s is not None and time.time() - t_begin > budget_s)
+                loss_sum, bad, stop = _all_reduce([loss.item() if finite else 0.0, 0.0 if finite else 1.0,
+                                                   over_budget], self.world)
                 if bad:
                     self._stop_nonfinite()
                     return
@@ -285,6 +290,17 @@ class _Trainer:
                                  steps_per_epoch, metrics["train/loss"], metrics["train/images_per_second"],
                                  100 * metrics["train/data_wait_fraction"])
                 self._maybe_inject_failure()
+                if stop and i + 1 < steps_per_epoch:  # time budget spent: keep this step, finish cleanly
+                    if self.rank == 0:
+                        log.warning("optim.max_train_minutes=%s reached at step %d (epoch %d, batch %d/%d): "
+                                    "stopping here", cfg.optim.max_train_minutes, self.step, self.epoch + 1, i + 1,
+                                    steps_per_epoch)
+                    val = self._validate() if cfg.val.enabled and self._has_val() else {}
+                    if self.logger is not None and val:
+                        self.logger.add(self.step, val)
+                        log.info("final validation: %s", ", ".join(f"{k[4:]} {v:.4g}" for k, v in val.items()))
+                    self._checkpoint({**val, "train/loss": loss_sum / self.world, BUDGET_KEY: 1.0})
+                    return
                 if every and self.step % every == 0 and i + 1 < steps_per_epoch:
                     self._checkpoint({"train/loss": loss_sum / self.world})
                 t_prev = time.perf_counter()
@@ -296,7 +312,9 @@ class _Trainer:
                 self.logger.add(self.step, val)
                 log.info("epoch %d validation: %s", self.epoch,
                          ", ".join(f"{k[4:]} {v:.4g}" for k, v in val.items()))
-            self._checkpoint(val)
+            self._checkpoint({**val, BUDGET_KEY: 1.0} if stop else val)
+            if stop:
+                return
 
     def _has_val(self) -> bool:
         import json
