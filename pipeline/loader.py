@@ -36,13 +36,16 @@ def default_threads() -> int:
 
 
 def resolve_device(device: str, rank: int) -> tuple[torch.device, int | None]:
-    """torch device and DALI device_id (None = CPU-only DALI) for `device` = "cpu" | "cuda" | "cuda:N"."""
+    """torch device and DALI device_id (None = CPU-only DALI) for `device` = "cpu" | "cuda" | "cuda:N".
+
+    `rank` is the global rank, so it is not used to pick the GPU: the local device is."""
     if device == "cpu":
         return torch.device("cpu"), None
     if device.startswith("cuda"):
         if not torch.cuda.is_available():
             raise RuntimeError(f"device={device!r} but CUDA is not available; use device='cpu'")
-        index = int(device.split(":", 1)[1]) if ":" in device else rank % torch.cuda.device_count()
+        # "cuda" = the current device (Ray Train / torchrun set it per local rank); "cuda:N" picks one explicitly
+        index = int(device.split(":", 1)[1]) if ":" in device else torch.cuda.current_device()
         return torch.device("cuda", index), index
     raise ValueError(f"device must be 'cpu' or 'cuda', got {device!r}")
 
@@ -50,15 +53,15 @@ def resolve_device(device: str, rank: int) -> tuple[torch.device, int | None]:
 def to_torch(tensor_list, i: int, device: torch.device) -> torch.Tensor:
     """Sample i of a DALI TensorList as a torch tensor (a copy) on `device`."""
     t = tensor_list[i]
-    if device.type == "cuda":
-        return torch.as_tensor(t, device=device).clone()
+    if device.type == "cuda":  # DLPack hand-over synchronises with DALI's stream; clone before DALI reuses it
+        return torch.from_dlpack(t).clone()
     return torch.from_numpy(np.array(t))
 
 
 def batch_to_torch(tensor_list, device: torch.device) -> torch.Tensor:
     """A uniform DALI TensorList as one N x ... torch tensor on `device`."""
     if device.type == "cuda":
-        return torch.as_tensor(tensor_list.as_tensor(), device=device).clone()
+        return torch.from_dlpack(tensor_list.as_tensor()).clone()
     return torch.from_numpy(np.array(tensor_list.as_tensor()))
 
 

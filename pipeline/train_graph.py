@@ -34,6 +34,11 @@ FINISH_INPUTS = ("fg1", "fg2", "bg", "matrix1", "matrix2", "bg_slice_start", "bg
                  "combine", "hue", "sat_u", "val_u", "jitter")
 
 
+# On the GPU these finish inputs live on the device (pixel data and per-sample scalars used in GPU arithmetic);
+# encoded bytes, warp matrices and slice/ROI coordinates stay on the CPU as operator arguments.
+_GPU_FINISH_INPUTS = ("alpha1", "alpha2", "alpha", "combine", "hue", "sat_u", "val_u", "jitter")
+
+
 def _decoder_device(device: str) -> str:
     return "mixed" if device == "cuda" else "cpu"
 
@@ -81,7 +86,7 @@ def finish_graph(batch_size: int, num_threads: int, device_id: int | None, devic
         gpu = device == "cuda"
         (fg1_b, fg2_b, bg_b, m1, m2, slice0, slice_shape, roi0, roi1, a1c, a2c, ac, combine, hue, sat_u, val_u,
          jitter) = [
-            fn.external_source(name=n, device="gpu" if gpu and n in ("alpha1", "alpha2", "alpha") else "cpu")
+            fn.external_source(name=n, device="gpu" if gpu and n in _GPU_FINISH_INPUTS else "cpu")
             for n in FINISH_INPUTS]
         dec = _decoder_device(device)
         fg1 = fn.decoders.image(fg1_b, device=dec, output_type=types.RGB)
@@ -111,9 +116,14 @@ def finish_graph(batch_size: int, num_threads: int, device_id: int | None, devic
         if jitter_enabled:
             # HSV jitter (spec step 6): shifts of saturation/value scaled by their means over alpha > 0, applied by
             # DALI's `hsv` as multipliers that move each mean by the drawn shift; identity where alpha is all zero.
-            vmax = fn.cast(fn.reductions.max(fg, axes=[2]), dtype=types.FLOAT)
-            sat = (vmax - fn.cast(fn.reductions.min(fg, axes=[2]), dtype=types.FLOAT)) / (vmax + 1e-6)
-            mask = fn.cast(fn.reshape(ac, layout="HW", shape=[crop, crop]) > 0, dtype=types.FLOAT)
+            # the means are taken on every 4th pixel of each axis (nearest downscale): same statistic in expectation
+            # at 1/16 of the cost of DALI's channel reductions
+            small = max(1, crop // 4)
+            fgs = fn.resize(fg, size=[small, small], interp_type=types.INTERP_NN, antialias=False)
+            acs = fn.resize(ac, size=[small, small], interp_type=types.INTERP_NN, antialias=False)
+            vmax = fn.cast(fn.reductions.max(fgs, axes=[2]), dtype=types.FLOAT)
+            sat = (vmax - fn.cast(fn.reductions.min(fgs, axes=[2]), dtype=types.FLOAT)) / (vmax + 1e-6)
+            mask = fn.cast(fn.reshape(acs, layout="HW", shape=[small, small]) > 0, dtype=types.FLOAT)
             count = fn.reductions.sum(mask)
             use = jitter * fn.cast(count > 0.0, dtype=types.FLOAT)
             s_mean = fn.reductions.sum(sat * mask) / (count + 1e-6)
