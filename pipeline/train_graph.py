@@ -11,8 +11,19 @@
 3. `finish_graph` (DALI): decode the foreground(s) and the background (each decoded once, here), warp the foregrounds
    straight into the crop window (so colour work never touches pixels outside the crop), combine the two
    foregrounds, HSV jitter of the foreground (DALI `hsv`, means over alpha > 0 with DALI reductions), background
-   upscale + crop as one cubic `resize` over the crop's region of interest, and the composite
-   image = fg * alpha + bg * (1 - alpha) with DALI arithmetic ops, in float (not re-quantised).
+   decoded only over the crop's region (`decoders.image_slice`) and upscaled + cropped by one cubic ROI `resize`,
+   and the composite image = fg * alpha + bg * (1 - alpha) with DALI arithmetic ops, in float (not re-quantised).
+
+Where this differs from the letter of A2U_SPEC.md §4.2 (same augmentation in distribution, cheaper):
+- resize, affine, flip and upscale are one nearest-neighbour resampling instead of several in a row (pixel rounding
+  can differ from the sequential version); the second foreground is warped straight into the crop and combined there
+  (the combination is per pixel, so it commutes with nearest resampling);
+- the trimap is eroded on the upscaled frame with the drawn sizes multiplied by the upscale factor (the spec erodes
+  before upscaling); the elliptical element is our own (pixel centres inside the inscribed ellipse), not OpenCV's;
+- HSV jitter: DALI's `hsv` scales saturation and value, so the drawn additive shift of each mean becomes the
+  multiplier (mean + shift) / mean; values are clamped at 1 instead of reflected; the means use every 4th pixel;
+- when the trimap has no unknown pixel, the background region under the frame (not the whole background) is resized
+  to the crop.
 
 With `composites=True` (train-* shards) the same graphs read the stored alpha, trimap, fg and bg of each sample:
 the one warp is applied to all four (the trimap nearest-neighbour, so it keeps 0/128/255), there is no second
