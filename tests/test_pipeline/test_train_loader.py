@@ -1,7 +1,6 @@
 """The DALI training loader on real synthetic shards: shapes, ranges, composite identity, trimaps, epochs, seeds."""
 from __future__ import annotations
 
-import io
 import tarfile
 from pathlib import Path
 
