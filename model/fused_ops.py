@@ -6,8 +6,10 @@ Backend choice (`select_backend`): environment variable `A2U_OPS_BACKEND` = `aut
 triton imports, reference otherwise) | `fused` (always; on CPU only in Triton interpreter mode, `TRITON_INTERPRET=1`
 set before the first fused call — for tests) | `reference`.
 
-Dtypes: features and kernels are read in their own dtypes and accumulated in fp32; the output (and the feature
-gradient) has the features' dtype, the kernel gradient the kernels' dtype.
+Dtypes: features and kernels are read in their own dtypes and accumulated in fp32 (fp64 if either is fp64); the
+output (and the feature gradient) has the features' dtype, the kernel gradient the kernels' dtype.
+Layout: tensors are addressed through their strides, so NCHW and channels_last inputs are read in place and outputs
+and gradients keep the input's memory format (a channels_last net pays no layout copies around the A2U ops).
 Autocast decision: under an enabled autocast region the *features* are cast to the autocast dtype (they dominate the
 memory traffic and feed convolutions that autocast runs in that dtype anyway) while the *kernels* keep their dtype
 (the generator's softmax runs in fp32 under autocast; keeping the weights in fp32 costs little traffic and keeps each
