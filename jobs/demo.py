@@ -18,7 +18,7 @@ from jobs.ray_env import REPO_ROOT
 log = logging.getLogger(__name__)
 
 DEMO_CONFIG = REPO_ROOT / "jobs" / "configs" / "demo_cpu.yaml"
-SYNTHETIC = {"count": 24, "size": 256, "seed": 0}   # training foregrounds, long side, seed
+SYNTHETIC = {"count": 24, "size": 128, "seed": 0}   # training foregrounds, long side (near the crop: the net pools globally), seed
 PREDICT_IMAGES = 3
 
 

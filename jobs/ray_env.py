@@ -15,6 +15,7 @@ LOCAL_RAY_ENV = {
     "RAY_AUTH_MODE": "disabled",
     "RAY_USAGE_STATS_ENABLED": "0",
     "RAY_DEDUP_LOGS": "0",
+    "RAY_worker_niceness": "0",  # Ray nices workers by 15; on a shared machine they then starve
 }
 
 
@@ -44,9 +45,18 @@ def connect(num_cpus: int | None = None) -> bool:
         return False
     set_local_defaults()
     pythonpath = os.pathsep.join(p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH", "")) if p)
-    ray.init(num_cpus=num_cpus or os.cpu_count() or 2, include_dashboard=False,
-             object_store_memory=256 * 1024 ** 2, configure_logging=True, logging_level=logging.WARNING,
-             runtime_env={"env_vars": {"PYTHONPATH": pythonpath, **LOCAL_RAY_ENV},
-                          "worker_process_setup_hook": "jobs.ray_env.quiet_ray_logs"})
+    for attempt in (1, 2, 3):
+        try:
+            ray.init(num_cpus=num_cpus or os.cpu_count() or 2, include_dashboard=False,
+                     object_store_memory=256 * 1024 ** 2, configure_logging=True, logging_level=logging.WARNING,
+                     runtime_env={"env_vars": {"PYTHONPATH": pythonpath, **LOCAL_RAY_ENV},
+                                  "worker_process_setup_hook": "jobs.ray_env.quiet_ray_logs"})
+            break
+        except Exception as exc:  # noqa: BLE001 - Ray raises a bare Exception when the raylet is slow to start
+            # the raylet must register within a hard-coded 30 s; on an overloaded machine that can fail
+            ray.shutdown()
+            if attempt == 3 or "timed out during startup" not in str(exc):
+                raise
+            log.warning("local Ray did not start in time (busy machine?); retrying (%d/3)", attempt + 1)
     log.info("started a local Ray cluster (%s CPUs)", ray.cluster_resources().get("CPU"))
     return True

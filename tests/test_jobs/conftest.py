@@ -97,7 +97,9 @@ def ray_head() -> Iterator[dict]:
            "--dashboard-host=127.0.0.1", "--disable-usage-stats", f"--temp-dir={temp_dir}",
            *(f"--{k}={v}" for k, v in ports.items())]
     with open(log, "w") as fh:
-        proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env=child_env(), start_new_session=True)
+        # no PYTHONPATH: jobs must import the code shipped as the job's working_dir, not this checkout
+        proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env=child_env(PYTHONPATH=""),
+                                start_new_session=True)
     dashboard = f"http://127.0.0.1:{ports['dashboard-port']}"
     try:
         wait_http(f"{dashboard}/api/version", proc, 120, log)
