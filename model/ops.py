@@ -47,8 +47,12 @@ def _check_common(name: str, features: torch.Tensor, kernels: torch.Tensor, kern
         raise ValueError(f"{name}: kernels must be N×(groups·k²)×H×W (4-D), got shape {tuple(kernels.shape)}")
     if not features.is_floating_point() or not kernels.is_floating_point():
         raise ValueError(f"{name}: features and kernels must be floating point, got {features.dtype}/{kernels.dtype}")
-    if features.dtype != kernels.dtype:
-        raise ValueError(f"{name}: features ({features.dtype}) and kernels ({kernels.dtype}) must share a dtype")
+    # (issue 6) inside an autocast region features and kernels may differ in dtype: under CUDA autocast the
+    # generator's softmax/GroupNorm give fp32 kernels while the convs give bf16/fp16 features. The reference then
+    # casts kernels to the features' dtype; the fused path reads both as they are (model/fused_ops.py).
+    if features.dtype != kernels.dtype and not torch.is_autocast_enabled(features.device.type):
+        raise ValueError(f"{name}: features ({features.dtype}) and kernels ({kernels.dtype}) must share a dtype "
+                         "(outside autocast)")
     if features.device != kernels.device:
         raise ValueError(f"{name}: features on {features.device} but kernels on {kernels.device}")
     for arg, value in (("kernel_size", kernel_size), ("groups", groups), ("scale", scale)):
@@ -195,6 +199,7 @@ def reference_upsample(features: torch.Tensor, kernels: torch.Tensor, kernel_siz
     forward. Under ``torch.export``: the row-vectorised forward (same sum, k× fewer graph nodes, so exporting
     the net takes seconds rather than minutes and the graph stays small for ONNX).
     """
+    kernels = kernels.to(features.dtype)  # (issue 6) mixed dtypes under autocast; no-op otherwise
     if torch.compiler.is_exporting():
         return _up_forward_rows(features, kernels, kernel_size, groups, scale)
     if torch.is_grad_enabled() and (features.requires_grad or kernels.requires_grad):
@@ -307,6 +312,7 @@ def reference_downsample(features: torch.Tensor, kernels: torch.Tensor, kernel_s
     forward. Under ``torch.export``: the row-vectorised forward (same sum, k× fewer graph nodes, so exporting
     the net takes seconds rather than minutes and the graph stays small for ONNX).
     """
+    kernels = kernels.to(features.dtype)  # (issue 6) mixed dtypes under autocast; no-op otherwise
     if torch.compiler.is_exporting():
         return _down_forward_rows(features, kernels, kernel_size, groups, scale)
     if torch.is_grad_enabled() and (features.requires_grad or kernels.requires_grad):

@@ -351,3 +351,25 @@ def test_fast_generator_equals_batched_generator(share, rank, groups, encode):
     g_got = torch.autograd.grad(sum((t * wt).sum() for t, wt in zip(got, weights)), params)
     for a, b in zip((*got, *g_got), (*want, *g_want)):
         torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("backend", ["reference", "fused"])
+def test_public_ops_accept_the_autocast_dtype_mix(monkeypatch, backend):
+    """Inside autocast, bf16 features with fp32 kernels (what CUDA autocast produces in the net: convs in bf16,
+    GroupNorm/softmax in fp32) pass `model.ops` on both backends; gradients come back in each input's dtype.
+    Outside autocast the mix is still rejected (model/ops.py keeps that check)."""
+    monkeypatch.setenv(fused_ops.BACKEND_ENV, backend)
+    for op, ref, xs, ms, k in [(a2u_upsample, reference_upsample, (1, 4, 3, 4), (1, 9, 6, 8), 3),
+                               (a2u_downsample, reference_downsample, (1, 4, 6, 8), (1, 36, 3, 4), 6)]:
+        x, m = _inputs(xs, ms, seed=25)
+        xb = x.to(torch.bfloat16).requires_grad_()
+        mf = m.clone().requires_grad_()
+        with pytest.raises(ValueError, match="dtype"):
+            op(xb, mf, k)
+        with torch.autocast(DEVICE, dtype=torch.bfloat16):
+            out = op(xb, mf, k)
+        assert out.dtype == torch.bfloat16
+        out.float().sum().backward()
+        assert xb.grad.dtype == torch.bfloat16 and mf.grad.dtype == torch.float32
+        want = ref(xb.detach().float(), m, k)
+        torch.testing.assert_close(out.float(), want, rtol=2e-2, atol=2e-2)
