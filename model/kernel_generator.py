@@ -35,6 +35,42 @@ def generator_parameter_count(channels: int, up_kernel_size: int = 3, groups: in
     return 2 * (channels * projection + projection) + 2 * (channels * filters + filters) + 4 * channels
 
 
+def _per_sample_depthwise(x: torch.Tensor, weight: torch.Tensor, stride: int, padding: int) -> torch.Tensor:
+    """The per-sample depthwise convolution of ``_encode`` with a batch-independent ``groups`` (= C), for export.
+
+    ``x`` N×C×H×W, ``weight`` N×C×d×k×k → N×C×d×h×w. Every sample's filters run on every sample (N× the work of
+    this small convolution) and the diagonal n = n' is kept, so ONNX/TorchScript graphs stay dynamic in the batch.
+    """
+    n, c = x.shape[0], x.shape[1]
+    d, k = weight.shape[2], weight.shape[-1]
+    out = F.conv2d(x, weight.transpose(0, 1).reshape(c * n * d, 1, k, k), stride=stride, padding=padding, groups=c)
+    out = out.reshape(n, c, n, d, out.shape[-2], out.shape[-1])  # [sample, channel, filter sample, rank, y, x]
+    idx = torch.arange(n, device=x.device)
+    same = (idx[:, None] == idx[None, :]).to(out.dtype).reshape(n, 1, n, 1, 1, 1)
+    return (out * same).sum(dim=2)
+
+
+class _AdaptiveAvgPool2d(nn.AdaptiveAvgPool2d):
+    """``nn.AdaptiveAvgPool2d`` that, under torch.export, pools with two averaging matrices built from the input
+    size: the same bins (⌊i·H/k⌋ to ⌈(i+1)·H/k⌉), but no index table frozen at the example size (ONNX export)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not torch.compiler.is_exporting():
+            return super().forward(x)
+        k = self.output_size if isinstance(self.output_size, int) else self.output_size[0]
+        return torch.einsum("ih,nchw,jw->ncij", _bin_matrix(x.shape[2], k, x), x, _bin_matrix(x.shape[3], k, x))
+
+
+def _bin_matrix(size: int, bins: int, like: torch.Tensor) -> torch.Tensor:
+    """bins×size matrix whose row i averages positions ⌊i·size/bins⌋ … ⌈(i+1)·size/bins⌉ − 1."""
+    pos = torch.arange(size, device=like.device)
+    i = torch.arange(bins, device=like.device)
+    start = torch.div(i * size, bins, rounding_mode="floor")
+    end = torch.div((i + 1) * size + bins - 1, bins, rounding_mode="floor")
+    inside = (pos[None, :] >= start[:, None]) & (pos[None, :] < end[:, None])
+    return inside.to(like.dtype) / (end - start).to(like.dtype)[:, None]
+
+
 class A2UKernelGenerator(nn.Module):
     """Predicts (down, up) A2U kernels from one feature map; see the module docstring for shapes and layout."""
 
@@ -62,8 +98,8 @@ class A2UKernelGenerator(nn.Module):
         # index 0 is the (parameter-free) pooling, index 1 the head: the official key names
         self.bconv_UP = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Conv2d(channels, projection, 1))
         self.bconv_DP = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Conv2d(channels, projection, 1))
-        self.bconv_U = nn.Sequential(nn.AdaptiveAvgPool2d(encode_kernel_size), nn.Conv2d(channels, filters, 1))
-        self.bconv_V = nn.Sequential(nn.AdaptiveAvgPool2d(encode_kernel_size), nn.Conv2d(channels, filters, 1))
+        self.bconv_U = nn.Sequential(_AdaptiveAvgPool2d(encode_kernel_size), nn.Conv2d(channels, filters, 1))
+        self.bconv_V = nn.Sequential(_AdaptiveAvgPool2d(encode_kernel_size), nn.Conv2d(channels, filters, 1))
         self.bnu = nn.Sequential(nn.GroupNorm(norm_groups, channels), nn.LeakyReLU(0.01))
         self.bnv = nn.Sequential(nn.GroupNorm(norm_groups, channels), nn.LeakyReLU(0.01))
 
@@ -76,9 +112,13 @@ class A2UKernelGenerator(nn.Module):
             weight = filters.reshape(n, 1, d, ke, ke).expand(n, c, d, ke, ke)
         else:
             weight = filters.reshape(n, d, c, ke, ke).transpose(1, 2)
-        weight = weight.reshape(n * c * d, 1, ke, ke)
-        out = F.conv2d(x.reshape(1, n * c, height, width), weight, stride=2, padding=self.padding, groups=n * c)
-        out = out.reshape(n, c, d, out.shape[-2], out.shape[-1])
+        if torch.compiler.is_exporting() or torch.jit.is_tracing():
+            # exported graphs (pt2, ONNX, TorchScript): `groups` = N·C would freeze or break the dynamic batch
+            out = _per_sample_depthwise(x, weight, stride=2, padding=self.padding)
+        else:
+            weight = weight.reshape(n * c * d, 1, ke, ke)
+            out = F.conv2d(x.reshape(1, n * c, height, width), weight, stride=2, padding=self.padding, groups=n * c)
+            out = out.reshape(n, c, d, out.shape[-2], out.shape[-1])
         if d == 1:
             out = out.reshape(n, c, out.shape[-2], out.shape[-1])
         else:
