@@ -21,6 +21,7 @@ import torch
 from jobs.errors import JobError
 
 log = logging.getLogger(__name__)
+logging.getLogger("onnx_ir").setLevel(logging.WARNING)  # one INFO line per deduplicated initializer otherwise
 
 FORMATS = ("onnx", "torchscript")
 CHECK_SHAPES = ((2, 4, 64, 64), (1, 4, 96, 128))  # (N, C, H, W) of the verification inputs

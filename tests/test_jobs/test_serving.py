@@ -26,7 +26,7 @@ def test_serve_registered_champion(tmp_path: Path, monkeypatch) -> None:
     net.eval()
     client = MlflowClient(uri, uri)
     run_id = client.create_run(ensure_experiment(uri, "serving-test")).info.run_id
-    info = log_and_register_model(net, uri, run_id, "a2u-matting")  # the jobs engineer's logging path
+    info = log_and_register_model(net, uri, run_id, "a2u-matting", serialization_format="pickle")  # jobs path, training default
     client.set_registered_model_alias("a2u-matting", "champion", info["version"])
 
     port = free_port()
