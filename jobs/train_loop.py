@@ -337,6 +337,8 @@ class _Trainer:
         if self.rank == 0:
             log.error("non-finite loss at step %d (epoch %d): stopping; the last good checkpoint is kept",
                       self.step + 1, self.epoch + 1)
+            assert self.logger is not None  # the driver reads this tag (Result.metrics only keeps checkpointed ones)
+            self.logger.client.set_tag(self.run_id, NONFINITE_KEY, str(self.step + 1))
         ray.train.report({NONFINITE_KEY: self.step + 1, "epoch": self.epoch}, checkpoint=None)
 
 

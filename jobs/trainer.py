@@ -79,6 +79,10 @@ def run_training(cfg: TrainConfig) -> TrainOutcome:
     client.log_text(run_id, to_yaml(cfg), f"config/resolved{'_resume_' + time.strftime('%H%M%S') if resumed else ''}.yaml")
     log.info("MLflow run %s (%s) at %s%s", run_id, name, tracking_uri, " — resuming" if resumed else "")
 
+    from jobs.train_loop import NONFINITE_KEY
+
+    if NONFINITE_KEY in client.get_run(run_id).data.tags:  # left by an earlier invocation
+        client.delete_tag(run_id, NONFINITE_KEY)
     started_local = ray_env.connect(cfg.scaling.local_num_cpus)
     try:
         result = _fit(cfg, name, storage, run_id, tracking_uri, local_run_dir)
@@ -91,13 +95,11 @@ def run_training(cfg: TrainConfig) -> TrainOutcome:
 
             ray.shutdown()
 
-    metrics = result.metrics or {}
     ckpt_path = result.checkpoint.path if result.checkpoint is not None else None
-    from jobs.train_loop import NONFINITE_KEY
-
-    if NONFINITE_KEY in metrics:
+    bad_step = client.get_run(run_id).data.tags.get(NONFINITE_KEY)
+    if bad_step is not None:
         client.set_terminated(run_id, status="FAILED")
-        raise NonFiniteLossError(f"training stopped: the loss became NaN/inf at step {metrics[NONFINITE_KEY]}; "
+        raise NonFiniteLossError(f"training stopped: the loss became NaN/inf at step {bad_step}; "
                                  f"the last good checkpoint is {ckpt_path}. Lower optim.lr or check the data.")
     if result.checkpoint is None:
         client.set_terminated(run_id, status="FAILED")
