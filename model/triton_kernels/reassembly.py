@@ -50,10 +50,10 @@ def up_fwd_kernel(x_ptr, m_ptr, out_ptr, CG, G, h, w, n_cblk,
     m_base = m_ptr + n * smn + (g * (K * K)).to(tl.int32) * smc + Y * smh + X * smw
 
     acc = tl.zeros((BLOCK_C, BLOCK_P), dtype=ACC)
-    for i in tl.static_range(NT):
+    for i in range(NT):  # loops, not unrolled: unrolling the taps hoists every gather and spills registers
         yy = py + (i - R)
         vy = pmask & (yy >= 0) & (yy < h)
-        for j in tl.static_range(NT):
+        for j in range(NT):
             xx = px + (j - R)
             valid = vy & (xx >= 0) & (xx < w)
             mv = tl.load(m_base + (i * K + j) * smc, mask=valid, other=0.0).to(ACC)
@@ -88,10 +88,10 @@ def up_grad_x_kernel(go_ptr, m_ptr, gx_ptr, CG, G, h, w, n_cblk,
     m_base = m_ptr + n * smn + (g * (K * K)).to(tl.int32) * smc
 
     acc = tl.zeros((BLOCK_C, BLOCK_P), dtype=ACC)
-    for i in tl.static_range(NT):
+    for i in range(NT):  # a loop, not unrolled (register pressure)
         py = yy + (R - i)
         vy = pmask & (py >= 0) & (py < h)
-        for j in tl.static_range(NT):
+        for j in range(NT):
             px = xx + (R - j)
             valid = vy & (px >= 0) & (px < w)
             for a in tl.static_range(S):
@@ -175,10 +175,10 @@ def down_fwd_kernel(x_ptr, m_ptr, out_ptr, CG, G, H, W, n_cblk,
     m_base = m_ptr + n * smn + (g * (K * K)).to(tl.int32) * smc + oy * smh + ox * smw
 
     acc = tl.zeros((BLOCK_C, BLOCK_P), dtype=ACC)
-    for i in tl.static_range(K):
+    for i in range(K):  # a loop, not unrolled (register pressure)
         yy = oy * S + (i - PAD)
         vy = pmask & (yy >= 0) & (yy < H)
-        for j in tl.static_range(K):
+        for j in range(K):
             xx = ox * S + (j - PAD)
             valid = vy & (xx >= 0) & (xx < W)
             mv = tl.load(m_base + (i * K + j) * smc, mask=valid, other=0.0).to(ACC)
@@ -219,11 +219,11 @@ def down_grad_x_kernel(go_ptr, m_ptr, gx_ptr, CG, G, H, W, n_cblk,
     m_base = m_ptr + n * smn + (g * (K * K)).to(tl.int32) * smc
 
     acc = tl.zeros((BLOCK_C, BLOCK_P), dtype=ACC)
-    for dy in tl.static_range(KS):
+    for dy in range(KS):  # a loop, not unrolled (register pressure)
         oy = base_y - dy
         ti = ry - oy * S
         vy = pmask & (oy >= 0) & (oy < Ho) & (ti < K)
-        for dx in tl.static_range(KS):
+        for dx in range(KS):
             ox = base_x - dx
             tj = rx - ox * S
             valid = vy & (ox >= 0) & (ox < Wo) & (tj < K)
