@@ -21,7 +21,8 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from model.ops import a2u_downsample, a2u_upsample, downsample_offset  # noqa: E402
+from model.ops import (a2u_downsample, a2u_upsample, downsample_offset, reference_downsample,  # noqa: E402
+                       reference_upsample)
 
 # (op, N, C, low-res side for up / high-res side for down)
 SHAPES = [("up", 8, 256, 32), ("up", 8, 128, 64), ("up", 8, 64, 128), ("up", 8, 64, 256),
@@ -56,9 +57,13 @@ def make_inputs(op: str, n: int, c: int, side: int, device: str, dtype: torch.dt
 
 
 def implementations(op: str):
+    # issue 6: on CUDA `model.ops` dispatches to the fused Triton kernels; the tap loop is then called directly
+    fused = torch.cuda.is_available()
     if op == "up":
-        return {"a2u (tap loop)": a2u_upsample, "unfold+einsum": unfold_upsample}
-    return {"a2u (tap loop)": a2u_downsample, "unfold+einsum": unfold_downsample}
+        return {"a2u (tap loop)": reference_upsample, **({"a2u fused": a2u_upsample} if fused else {}),
+                "unfold+einsum": unfold_upsample}
+    return {"a2u (tap loop)": reference_downsample, **({"a2u fused": a2u_downsample} if fused else {}),
+            "unfold+einsum": unfold_downsample}
 
 
 def _sync(device: str) -> None:
