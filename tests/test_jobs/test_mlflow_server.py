@@ -34,7 +34,7 @@ def test_train_register_alias_predict_over_http(mlflow_server: str, synthetic_da
     rc = main(["train", "--config", DEMO_CONFIG, *TINY, f"data.dataset_dir={synthetic_dataset}",
                f"run.storage_path={tmp_path / 'ray'}", "run.name=http", "val.enabled=false"])
     assert rc == 0, capsys.readouterr().err
-    client = MlflowClient(mlflow_server)
+    client = MlflowClient(mlflow_server, mlflow_server)
     [run] = client.search_runs([client.get_experiment_by_name("a2u-demo").experiment_id])
     assert sorted(m.step for m in client.get_metric_history(run.info.run_id, "train/loss")) == [1, 2, 3]
     assert run.data.params["data.crop_size"] == "64"

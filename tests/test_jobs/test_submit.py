@@ -23,6 +23,6 @@ def test_submit_to_ray_head(ray_head: dict, synthetic_dataset: Path, tmp_path: P
         cwd=REPO_ROOT, env=child_env(MLFLOW_TRACKING_URI=uri), capture_output=True, text=True, timeout=480)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
     assert "submitted job raysubmit_" in proc.stdout and "SUCCEEDED" in proc.stdout
-    [version] = MlflowClient(uri).search_model_versions("name='a2u-matting'")
+    [version] = MlflowClient(uri, uri).search_model_versions("name='a2u-matting'")
     assert version.status == "READY"
     assert (tmp_path / "ray" / "submitted").is_dir()
