@@ -19,6 +19,8 @@ from jobs.export import export_model
 from jobs.tracking import ensure_experiment, log_and_register_model
 from model.net import A2UMatting
 
+pytestmark = pytest.mark.slow  # the ONNX export of the full net: ~2.5 min on 2 busy cores
+
 SHAPES = [(2, 4, 64, 64), (1, 4, 96, 128), (3, 4, 48, 80)]
 
 
@@ -37,7 +39,7 @@ def registered(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
     net.eval()
     client = MlflowClient(uri, uri)
     run_id = client.create_run(ensure_experiment(uri, "export-test")).info.run_id
-    info = log_and_register_model(net, uri, run_id, "a2u-matting")
+    info = log_and_register_model(net, uri, run_id, "a2u-matting", serialization_format="pickle")
     client.set_registered_model_alias("a2u-matting", "champion", info["version"])
     try:
         yield {"net": net, "run_id": run_id, "uri": uri, "root": root}
@@ -85,7 +87,7 @@ def test_torchscript_export_dynamic_and_matches_pytorch(registered: dict, tmp_pa
     assert result.run_id == registered["run_id"] and set(result.max_abs_error) == {"2x4x64x64", "1x4x96x128"}
     module = torch.jit.load(str(out))
     for x in _inputs():
-        with torch.no_grad():
+        with torch.no_grad(), torch.jit.optimized_execution(False):
             want = registered["net"](x)
             got = module(x)
         assert got.shape == want.shape

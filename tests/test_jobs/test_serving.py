@@ -7,6 +7,7 @@ from pathlib import Path
 
 import mlflow.pyfunc
 import numpy as np
+import pytest
 import requests
 import torch
 from mlflow.tracking import MlflowClient
@@ -14,6 +15,8 @@ from mlflow.tracking import MlflowClient
 from jobs.tracking import ensure_experiment, log_and_register_model
 from model.net import A2UMatting
 from tests.test_jobs.conftest import VENV_BIN, child_env, free_port, stop_process_group, wait_http
+
+pytestmark = pytest.mark.slow
 
 
 def test_serve_registered_champion(tmp_path: Path, monkeypatch) -> None:
