@@ -62,7 +62,14 @@ def export_model(model_uri: str, fmt: str, out: str | Path, log_to_run: bool = T
         _export_onnx(net, out)
     else:
         _export_torchscript(net, out)
-    errors = verify_export(net, out, fmt, tolerance)
+    try:
+        errors = verify_export(net, out, fmt, tolerance)
+    except JobError as exc:
+        if fmt == "torchscript" and type(net).__name__ == "ExportedNet":
+            raise JobError(f"{exc}. {model_uri} was logged with serialization_format=pt2 (a torch.export graph); "
+                           "tracing it to TorchScript freezes its shapes: export it to ONNX, or export a model "
+                           "logged with serialization_format=pickle (the training default) or a checkpoint") from exc
+        raise
     result = ExportResult(path=out, format=fmt, max_abs_error=errors)
     if log_to_run:
         result.run_id = run_of(model_uri)
