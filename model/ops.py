@@ -172,23 +172,38 @@ def _up_backward(grad_out: torch.Tensor, features: torch.Tensor, kernels: torch.
     return grad_features, grad_kernels
 
 
-class _UpsampleFunction(torch.autograd.Function):
-    """Autograd wrapper that saves only the inputs; backward re-loops over the taps (no k²·map buffers)."""
+class _TapLoopFunction(torch.autograd.Function):
+    """Autograd wrapper that saves only the inputs; backward re-loops over the taps (no k²·map buffers).
+
+    ``forward_fn``/``backward_fn`` are the up- or down-sampling tap loops, so both operators share one wrapper.
+    """
 
     @staticmethod
-    def forward(ctx, features, kernels, k, groups, scale):  # type: ignore[override]
+    def forward(ctx, features, kernels, k, groups, scale, forward_fn, backward_fn):  # type: ignore[override]
         ctx.save_for_backward(features, kernels)
-        ctx.config = (k, groups, scale)
-        return _up_forward(features, kernels, k, groups, scale)
+        ctx.config = (k, groups, scale, backward_fn)
+        return forward_fn(features, kernels, k, groups, scale)
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad_out):  # type: ignore[override]
         features, kernels = ctx.saved_tensors
-        k, groups, scale = ctx.config
-        gf, gk = _up_backward(grad_out.contiguous(), features, kernels, k, groups, scale,
-                              ctx.needs_input_grad[0], ctx.needs_input_grad[1])
-        return gf, gk, None, None, None
+        k, groups, scale, backward_fn = ctx.config
+        gf, gk = backward_fn(grad_out.contiguous(), features, kernels, k, groups, scale,
+                             ctx.needs_input_grad[0], ctx.needs_input_grad[1])
+        return gf, gk, None, None, None, None, None
+
+
+def _reference(features: torch.Tensor, kernels: torch.Tensor, k: int, groups: int, scale: int,
+               forward_fn: Callable[..., torch.Tensor], rows_fn: Callable[..., torch.Tensor],
+               backward_fn: Callable[..., tuple]) -> torch.Tensor:
+    """Pick the formulation of one reassembly (see reference_upsample) and run it."""
+    kernels = kernels.to(features.dtype)  # (issue 6) mixed dtypes under autocast; no-op otherwise
+    if torch.compiler.is_exporting():
+        return rows_fn(features, kernels, k, groups, scale)
+    if torch.is_grad_enabled() and (features.requires_grad or kernels.requires_grad):
+        return _TapLoopFunction.apply(features, kernels, k, groups, scale, forward_fn, backward_fn)
+    return forward_fn(features, kernels, k, groups, scale)
 
 
 def reference_upsample(features: torch.Tensor, kernels: torch.Tensor, kernel_size: int, groups: int = 1,
@@ -199,12 +214,7 @@ def reference_upsample(features: torch.Tensor, kernels: torch.Tensor, kernel_siz
     forward. Under ``torch.export``: the row-vectorised forward (same sum, k× fewer graph nodes, so exporting
     the net takes seconds rather than minutes and the graph stays small for ONNX).
     """
-    kernels = kernels.to(features.dtype)  # (issue 6) mixed dtypes under autocast; no-op otherwise
-    if torch.compiler.is_exporting():
-        return _up_forward_rows(features, kernels, kernel_size, groups, scale)
-    if torch.is_grad_enabled() and (features.requires_grad or kernels.requires_grad):
-        return _UpsampleFunction.apply(features, kernels, kernel_size, groups, scale)
-    return _up_forward(features, kernels, kernel_size, groups, scale)
+    return _reference(features, kernels, kernel_size, groups, scale, _up_forward, _up_forward_rows, _up_backward)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -285,25 +295,6 @@ def _down_backward(grad_out: torch.Tensor, features: torch.Tensor, kernels: torc
     return grad_features, grad_kernels
 
 
-class _DownsampleFunction(torch.autograd.Function):
-    """Autograd wrapper that saves only the inputs; backward re-loops over the taps (no k²·map buffers)."""
-
-    @staticmethod
-    def forward(ctx, features, kernels, k, groups, scale):  # type: ignore[override]
-        ctx.save_for_backward(features, kernels)
-        ctx.config = (k, groups, scale)
-        return _down_forward(features, kernels, k, groups, scale)
-
-    @staticmethod
-    @torch.autograd.function.once_differentiable
-    def backward(ctx, grad_out):  # type: ignore[override]
-        features, kernels = ctx.saved_tensors
-        k, groups, scale = ctx.config
-        gf, gk = _down_backward(grad_out.contiguous(), features, kernels, k, groups, scale,
-                                ctx.needs_input_grad[0], ctx.needs_input_grad[1])
-        return gf, gk, None, None, None
-
-
 def reference_downsample(features: torch.Tensor, kernels: torch.Tensor, kernel_size: int, groups: int = 1,
                          scale: int = 2) -> torch.Tensor:
     """Plain-PyTorch A2U downsampling (§2.2) without argument checks; the reference every fast path must match.
@@ -312,12 +303,8 @@ def reference_downsample(features: torch.Tensor, kernels: torch.Tensor, kernel_s
     forward. Under ``torch.export``: the row-vectorised forward (same sum, k× fewer graph nodes, so exporting
     the net takes seconds rather than minutes and the graph stays small for ONNX).
     """
-    kernels = kernels.to(features.dtype)  # (issue 6) mixed dtypes under autocast; no-op otherwise
-    if torch.compiler.is_exporting():
-        return _down_forward_rows(features, kernels, kernel_size, groups, scale)
-    if torch.is_grad_enabled() and (features.requires_grad or kernels.requires_grad):
-        return _DownsampleFunction.apply(features, kernels, kernel_size, groups, scale)
-    return _down_forward(features, kernels, kernel_size, groups, scale)
+    return _reference(features, kernels, kernel_size, groups, scale, _down_forward, _down_forward_rows,
+                      _down_backward)
 
 
 # ----------------------------------------------------------------------------------------------------------------
