@@ -7,6 +7,7 @@ import os
 import re
 import sys
 from pathlib import Path
+from typing import Callable
 
 from .build import BuildResult, DatasetExistsError, build
 from .images import BadInputError
@@ -31,25 +32,21 @@ def parse_size(text: str) -> int:
     return value
 
 
-def _positive(text: str) -> int:
-    v = int(text)
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {v}")
-    return v
+def _int_at_least(minimum: int, name: str, why: str = "") -> Callable[[str], int]:
+    """An argparse `type` for integers >= `minimum` (`name` is what argparse shows for a non-integer)."""
+    def parse(text: str) -> int:
+        v = int(text)
+        if v < minimum:
+            raise argparse.ArgumentTypeError(f"must be >= {minimum}{why}, got {v}")
+        return v
+
+    parse.__name__ = name
+    return parse
 
 
-def _min_size_64(text: str) -> int:
-    v = int(text)
-    if v < 64:
-        raise argparse.ArgumentTypeError(f"must be >= 64 (smaller images cannot show hair-like detail), got {v}")
-    return v
-
-
-def _non_negative(text: str) -> int:
-    v = int(text)
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {v}")
-    return v
+_positive = _int_at_least(1, "_positive")
+_min_size_64 = _int_at_least(64, "_min_size_64", " (smaller images cannot show hair-like detail)")
+_non_negative = _int_at_least(0, "_non_negative")
 
 
 def _add_writer_options(p: argparse.ArgumentParser, *, val_default: int | None, test_default: int | None) -> None:
