@@ -71,10 +71,15 @@ class ScalingSection:
 
 @dataclass
 class PerfSection:
-    """Speed switches (safe defaults): autocast dtype, memory format, torch.compile."""
+    """Speed switches (safe defaults): autocast dtype, memory format, fused optimiser, torch.compile / CUDA graphs.
+
+    The step never waits for the GPU except every `tracking.log_every_n_steps` steps (and at checkpoints and epoch
+    ends), where the loss, the NaN/inf guard and the time budget are checked across ranks in one all-reduce."""
     amp_dtype: str = "auto"            # auto (bf16 on GPU, off on CPU) | bf16 | fp16 | none
     channels_last: bool = False
+    fused_optimizer: bool = True       # Adam(fused=True) on CUDA (one kernel for all parameters); foreach on CPU
     compile: bool = False
+    compile_mode: str = "default"      # torch.compile mode: default | reduce-overhead (CUDA graphs) | max-autotune | max-autotune-no-cudagraphs
     find_unused_parameters: bool = False
 
 
@@ -133,6 +138,7 @@ class TrainConfig:
 
 _CHOICES = {
     ("perf", "amp_dtype"): ("auto", "bf16", "fp16", "none"),
+    ("perf", "compile_mode"): ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"),
     ("tracking", "serialization_format"): ("auto", "pt2", "pickle"),
 }
 

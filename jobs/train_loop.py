@@ -45,6 +45,37 @@ def _all_reduce(values: list[float], world: int) -> list[float]:
     return t.cpu().tolist()
 
 
+class _IntervalStats:
+    """Loss sum, finite/non-finite step counts and the first non-finite step, kept on the device between host
+    syncs, so a training step never waits for the GPU; `reduce` is the one sync (two small all-reduces)."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.sums = torch.zeros(3, dtype=torch.float64, device=device)   # loss sum, finite steps, bad steps
+        self.first_bad = torch.full((), math.inf, dtype=torch.float64, device=device)
+
+    def add(self, loss: torch.Tensor, step: int) -> None:
+        value = loss.detach().to(torch.float64)
+        finite = torch.isfinite(value)
+        self.sums += torch.stack([torch.where(finite, value, 0.0), finite.to(torch.float64),
+                                  (~finite).to(torch.float64)])
+        self.first_bad = torch.minimum(self.first_bad, torch.where(finite, math.inf, torch.full_like(self.first_bad, step)))
+
+    def reduce(self, over_budget: float, world: int) -> tuple[float, float, float, int | None]:
+        """(mean finite loss over ranks and steps, finite steps, budget flag, first bad step or None); resets."""
+        sums = torch.cat([self.sums, self.sums.new_tensor([over_budget])])
+        first_bad = self.first_bad.reshape(1).clone()
+        if world > 1:
+            if dist.get_backend() == "nccl" and sums.device.type != "cuda":
+                sums, first_bad = sums.cuda(), first_bad.cuda()
+            dist.all_reduce(sums)
+            dist.all_reduce(first_bad, op=dist.ReduceOp.MIN)
+        loss_sum, ok, bad, over = sums.cpu().tolist()
+        first = first_bad.item()
+        self.sums.zero_()
+        self.first_bad.fill_(math.inf)
+        return loss_sum / max(ok, 1.0), ok, over, (int(first) if bad else None)
+
+
 def _gather(obj: Any, world: int) -> list[Any]:
     if world == 1:
         return [obj]
@@ -78,9 +109,10 @@ class _Trainer:
         net = A2UMatting(**cfg.model.options)
         if self.world > 1 and cfg.model.sync_batchnorm and self.device.type == "cuda":
             net = convert_sync_batchnorm(net)  # PyTorch's SyncBatchNorm is GPU-only
+        fused = cfg.perf.fused_optimizer and self.device.type == "cuda"  # one multi-tensor kernel per step
         self.optimizer = torch.optim.Adam(parameter_groups(net, cfg.optim.lr, cfg.optim.backbone_lr_ratio),
                                           lr=cfg.optim.lr, betas=tuple(cfg.optim.betas), eps=cfg.optim.eps,
-                                          weight_decay=cfg.optim.weight_decay)
+                                          weight_decay=cfg.optim.weight_decay, fused=True if fused else None)
         self.scheduler = torch.optim.lr_scheduler.MultiStepLR(self.optimizer, cfg.optim.milestones, cfg.optim.gamma)
         self.step, self.epoch, self.batch_in_epoch = 0, 0, 0
         restored = self._restore(net, config.get("resume_from"))
@@ -96,7 +128,7 @@ class _Trainer:
         self.net = ray.train.torch.prepare_model(
             net, parallel_strategy_kwargs={"find_unused_parameters": cfg.perf.find_unused_parameters})
         if cfg.perf.compile:
-            self.net = torch.compile(self.net)
+            self.net = torch.compile(self.net, mode=cfg.perf.compile_mode)
         self.worker_nodes = _gather(ray.get_runtime_context().get_node_id(), self.world)  # rank -> Ray node id
         self.logger = None
         if self.rank == 0:
@@ -239,6 +271,8 @@ class _Trainer:
         budget_s = None if cfg.optim.max_train_minutes is None else 60.0 * cfg.optim.max_train_minutes
         mean = torch.tensor([0.485, 0.456, 0.406], device=self.device).view(1, 3, 1, 1)
         std = torch.tensor([0.229, 0.224, 0.225], device=self.device).view(1, 3, 1, 1)
+        stats = _IntervalStats(self.device)
+        log_every = max(1, cfg.tracking.log_every_n_steps)
         if self.rank == 0:
             log.info("training: %d workers x batch %d, crop %d, %d steps/epoch, epochs %d..%d, step %d",
                      self.world, cfg.data.batch_size, cfg.data.crop_size, steps_per_epoch, self.epoch + 1,
@@ -249,10 +283,11 @@ class _Trainer:
             batches = iter(loader)
             for _ in range(self.batch_in_epoch):  # mid-epoch resume: replay the deterministic stream
                 next(batches)
-            t_prev = time.perf_counter()
+            t_prev = t_sync = time.perf_counter()
+            waited, steps_since = 0.0, 0
             for i in range(self.batch_in_epoch, steps_per_epoch):
                 batch = next(batches)
-                t_data = time.perf_counter()
+                waited += time.perf_counter() - t_prev
                 image, alpha, trimap = batch["image"], batch["alpha"], batch["trimap"]
                 x = torch.cat([(image - mean) / std, trimap], dim=1)
                 if cfg.perf.channels_last:
@@ -262,13 +297,19 @@ class _Trainer:
                 loss = self.loss_fn(pred.float(), alpha, trimap, batch["fg"], batch["bg"], image)
                 if cfg.debug.nan_at_step is not None and self.step + 1 == cfg.debug.nan_at_step:
                     loss = loss * float("nan")
-                finite = bool(torch.isfinite(loss).item())
-                over_budget = float(self.rank == 0 and budget_s is not None and time.time() - t_begin > budget_s)
-                loss_sum, bad, stop = _all_reduce([loss.item() if finite else 0.0, 0.0 if finite else 1.0,
-                                                   over_budget], self.world)
-                if bad:
-                    self._stop_nonfinite()
-                    return
+                stats.add(loss, self.step + 1)
+                steps_since += 1
+                # the only host sync: every log_every_n_steps steps, at checkpoint steps and at the epoch's end,
+                # before this step's update (with a sync every step a bad loss never reaches the weights; with
+                # longer intervals the run still stops at the next sync and never checkpoints bad weights)
+                sync = ((self.step + 1) % log_every == 0 or (every and (self.step + 1) % every == 0)
+                        or i + 1 == steps_per_epoch)
+                if sync:
+                    over_budget = float(self.rank == 0 and budget_s is not None and time.time() - t_begin > budget_s)
+                    loss_mean, _, stop, bad_step = stats.reduce(over_budget, self.world)
+                    if bad_step is not None:
+                        self._stop_nonfinite(bad_step)
+                        return
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 if cfg.optim.grad_clip_norm:
@@ -277,19 +318,23 @@ class _Trainer:
                 self.step += 1
                 self.batch_in_epoch = i + 1
                 now = time.perf_counter()
-                if self.logger is not None and self.step % cfg.tracking.log_every_n_steps == 0:
-                    step_time = max(now - t_prev, 1e-9)
-                    metrics = {"train/loss": loss_sum / self.world, "train/epoch": self.epoch + (i + 1) / steps_per_epoch,
-                               "train/images_per_second": cfg.data.batch_size * self.world / step_time,
-                               "train/data_wait_fraction": (t_data - t_prev) / step_time}
+                if sync and self.logger is not None:
+                    interval = max(now - t_sync, 1e-9)  # steps since the last sync, timed between syncs
+                    metrics = {"train/loss": loss_mean, "train/epoch": self.epoch + (i + 1) / steps_per_epoch,
+                               "train/images_per_second": cfg.data.batch_size * self.world * steps_since / interval,
+                               "train/data_wait_fraction": min(1.0, waited / interval)}
                     for g, group in enumerate(self.optimizer.param_groups):
                         metrics[f"train/lr_{group.get('name', g)}"] = group["lr"]
                     self.logger.add(self.step, metrics)
-                    if self.step % max(1, 10 * cfg.tracking.log_every_n_steps) == 0 or self.step <= 3:
+                    if self.step % max(1, 10 * log_every) == 0 or self.step <= 3:
                         log.info("epoch %d step %d/%d loss %.4f %.2f img/s data-wait %.0f%%", self.epoch + 1, i + 1,
                                  steps_per_epoch, metrics["train/loss"], metrics["train/images_per_second"],
                                  100 * metrics["train/data_wait_fraction"])
                 self._maybe_inject_failure()
+                if not sync:
+                    t_prev = time.perf_counter()
+                    continue
+                waited, steps_since, t_sync = 0.0, 0, now
                 if stop and i + 1 < steps_per_epoch:  # time budget spent: keep this step, finish cleanly
                     if self.rank == 0:
                         log.warning("optim.max_train_minutes=%s reached at step %d (epoch %d, batch %d/%d): "
@@ -299,10 +344,10 @@ class _Trainer:
                     if self.logger is not None and val:
                         self.logger.add(self.step, val)
                         log.info("final validation: %s", ", ".join(f"{k[4:]} {v:.4g}" for k, v in val.items()))
-                    self._checkpoint({**val, "train/loss": loss_sum / self.world, BUDGET_KEY: 1.0})
+                    self._checkpoint({**val, "train/loss": loss_mean, BUDGET_KEY: 1.0})
                     return
                 if every and self.step % every == 0 and i + 1 < steps_per_epoch:
-                    self._checkpoint({"train/loss": loss_sum / self.world})
+                    self._checkpoint({"train/loss": loss_mean})
                 t_prev = time.perf_counter()
             self.scheduler.step()
             self.epoch += 1
@@ -330,16 +375,16 @@ class _Trainer:
                         self.cfg.data.dataset_dir)
         return has
 
-    def _stop_nonfinite(self) -> None:
+    def _stop_nonfinite(self, bad_step: int) -> None:
         """Stop every rank without retrying (a NaN is deterministic); the last good checkpoint stays the latest."""
         import ray.train
 
         if self.rank == 0:
             log.error("non-finite loss at step %d (epoch %d): stopping; the last good checkpoint is kept",
-                      self.step + 1, self.epoch + 1)
+                      bad_step, self.epoch + 1)
             assert self.logger is not None  # the driver reads this tag (Result.metrics only keeps checkpointed ones)
-            self.logger.client.set_tag(self.run_id, NONFINITE_KEY, str(self.step + 1))
-        ray.train.report({NONFINITE_KEY: self.step + 1, "epoch": self.epoch}, checkpoint=None)
+            self.logger.client.set_tag(self.run_id, NONFINITE_KEY, str(bad_step))
+        ray.train.report({NONFINITE_KEY: bad_step, "epoch": self.epoch}, checkpoint=None)
 
 
 def train_loop_per_worker(config: dict[str, Any]) -> None:

@@ -42,6 +42,7 @@ def test_int_accepted_for_float_field() -> None:
     ("data.crop_size=big", "data.crop_size must be int"),
     ("data.crop_size=100", "multiple of 16"),
     ("perf.amp_dtype=fp8", "must be one of"),
+    ("perf.compile_mode=fastest", "must be one of"),
     ("scaling.use_gpu=3", "must be bool"),
     ("noequals", "section.key=value"),
 ])

@@ -1,5 +1,5 @@
 """Fault tolerance on the embedded local Ray: a worker killed mid-run, a second invocation with the same name, and a
-NaN loss — MLflow must hold every step exactly once, in the same run."""
+NaN loss (found at once, and found at a later host sync) — MLflow must hold every step exactly once, in the same run."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -62,3 +62,12 @@ def test_worker_crash_resume_and_nan(local_ray: None, synthetic_dataset: Path, t
     assert "checkpoint_step00000010" in str(info.value)
     assert _steps(client, first.mlflow_run_id, "train/loss") == list(range(1, 11))
     assert client.get_run(first.mlflow_run_id).info.status == "FAILED"
+
+    # 4) host syncs only every 4 steps and at checkpoints (every 2) / epoch ends: step 11 is not synced (not logged),
+    #    12 is (mean loss of 11-12); the NaN at step 13 is found at the step-14 sync, reported as step 13, and the
+    #    step-14 checkpoint (whose weights saw the NaN update) is never written
+    with pytest.raises(NonFiniteLossError, match="step 13") as info:
+        run_training(load_config(DEMO_CONFIG, [*base, "optim.epochs=5", "debug.nan_at_step=13",
+                                               "tracking.log_every_n_steps=4"]))
+    assert "checkpoint_step00000012" in str(info.value)
+    assert _steps(client, first.mlflow_run_id, "train/loss") == [*range(1, 11), 12]
