@@ -16,11 +16,12 @@ import cv2
 import numpy as np
 import torch
 
+from .combine import combined_alpha, foreground_weights
 from .crop import choose_crop
 from .dataset import Dataset, DatasetError
 from .options import AugmentOptions
 from .sampling import BatchPlan, Sampler
-from .train_graph import FINISH_INPUTS, finish_graph, geometry_graph
+from .train_graph import COMBINE_INPUTS, FINISH_INPUTS, JITTER_INPUTS, finish_graph, geometry_graph
 from .trimap import make_trimap
 
 log = logging.getLogger(__name__)
@@ -196,7 +197,7 @@ class TrainLoader:
     def _prepare(self, g: int) -> tuple[BatchPlan, dict[str, list], list[torch.Tensor]] | None:
         """Geometry outputs of global iteration g -> torch trimap/crop step; None after a handled DALI failure."""
         try:
-            alpha, a1, a2 = self._geometry.run()
+            a1, a2 = self._geometry.run()
         except Exception as exc:  # noqa: BLE001 - DALI raises RuntimeError subclasses
             plans = [self._inflight[k] for k in sorted(self._inflight)]
             self._geometry = None
@@ -206,7 +207,7 @@ class TrainLoader:
         plan = self._inflight.pop(g)
         self._next_out = g + 1
         with single_torch_thread(self.device):
-            feeds, trimaps = self._crop_step(plan, alpha, a1, a2)
+            feeds, trimaps = self._crop_step(plan, a1, a2)
         return plan, feeds, trimaps
 
     def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
@@ -242,24 +243,25 @@ class TrainLoader:
         finally:
             _drain(pending)
 
-    def _crop_step(self, plan: BatchPlan, alpha_tl, a1_tl, a2_tl) -> tuple[dict[str, list], list[torch.Tensor]]:
-        """Trimaps, crop windows and the finish graph's inputs for one batch (torch, on the loader's device)."""
+    def _crop_step(self, plan: BatchPlan, a1_tl, a2_tl) -> tuple[dict[str, list], list[torch.Tensor]]:
+        """Combined alphas, trimaps, crop windows and the finish graph's inputs for one batch (torch, on the loader's
+        device)."""
         crop, dev = self.crop, self.device
         gen = torch.Generator().manual_seed(plan.crop_seed)
         trimaps: list[torch.Tensor] = []
         feeds: dict[str, list] = {n: [] for n in FINISH_INPUTS}
+        no_weight = torch.zeros((1, 1, 1), dtype=torch.float32, device=dev)   # for samples without a second fg
         for j in range(len(plan.keys)):
-            alpha = to_torch(alpha_tl, j, dev)[..., 0]
-            a1 = to_torch(a1_tl, j, dev)
-            a2 = to_torch(a2_tl, j, dev)
+            a1 = to_torch(a1_tl, j, dev)[..., 0]
+            a2 = to_torch(a2_tl, j, dev)[..., 0]
+            combine = plan.combine[j]
             if self.composites:
-                trimap = a2[..., 0]          # the stored trimap, warped like the alpha
-                a2 = torch.zeros_like(a1)
+                alpha, trimap = a1, a2           # the stored trimap, warped like the alpha
             else:
+                alpha = combined_alpha(a1, a2) if combine else a1
                 trimap = make_trimap(alpha, *plan.erosion[j])
             win = choose_crop(trimap, crop, self.options.min_unknown, gen)
             trimaps.append(win.apply(trimap, crop))
-            hf, wf = plan.frames[j]
             # crop pixel centre u (continuous) -> frame point -> source point of each foreground
             to_frame = np.array([[win.scale_x, 0, win.left], [0, win.scale_y, win.top], [0, 0, 1.0]])
             inv1, inv2 = plan.frame_inv[j]
@@ -281,10 +283,17 @@ class TrainLoader:
             feeds["bg_slice_shape"].append(hi - lo)
             feeds["bg_roi_start"].append((roi0 - lo).astype(np.float32))
             feeds["bg_roi_end"].append((roi1 - lo).astype(np.float32))
-            feeds["alpha1"].append(win.apply(a1, crop).contiguous())
-            feeds["alpha2"].append(win.apply(a2, crop).contiguous())
-            feeds["alpha"].append(win.apply(alpha, crop).unsqueeze(-1).contiguous())
-            feeds["combine"].append(np.float32(plan.combine[j]))
+            alpha_c = win.apply(alpha, crop)
+            # the float alpha is both the finish graph's composite weight and the batch's "alpha" output
+            feeds["alpha"].append((alpha_c.to(torch.float32) * (1.0 / 255.0)).unsqueeze(-1))
+            if combine:
+                w1, w2 = foreground_weights(win.apply(a1, crop), win.apply(a2, crop), alpha_c)
+                feeds["weight1"].append(w1.unsqueeze(-1))
+                feeds["weight2"].append(w2.unsqueeze(-1))
+            else:
+                feeds["weight1"].append(no_weight)
+                feeds["weight2"].append(no_weight)
+            feeds["combine"].append(np.bool_(combine))
             feeds["hue"].append(np.float32(hue))
             feeds["sat_u"].append(np.float32(su))
             feeds["val_u"].append(np.float32(vu))
@@ -297,9 +306,9 @@ class TrainLoader:
         for name, data in feeds.items():
             if self.composites and name.startswith(("bg_roi", "bg_slice")):
                 continue  # not in the composites graph
-            if not self._combine_enabled and name in ("fg2", "matrix2", "alpha1", "alpha2", "combine"):
+            if not self._combine_enabled and name in COMBINE_INPUTS:
                 continue  # combination left out of the graph
-            if not self.options.hsv_jitter and name in ("hue", "sat_u", "val_u", "jitter"):
+            if not self.options.hsv_jitter and name in JITTER_INPUTS:
                 continue
             if dev.type == "cpu" and data and isinstance(data[0], torch.Tensor):
                 data = [d.numpy() for d in data]
@@ -308,11 +317,11 @@ class TrainLoader:
             image, fg, bg = self._finish.run()
         except Exception as exc:  # noqa: BLE001 - DALI raises RuntimeError subclasses
             raise _DaliRunError(str(exc)) from exc
-        alpha = torch.stack([a if isinstance(a, torch.Tensor) else torch.from_numpy(a) for a in feeds["alpha"]])
+        alpha = torch.stack(feeds["alpha"])
         trimap = torch.stack(trimaps).unsqueeze(1).to(torch.float32) / 255.0
 
         def nchw(t: torch.Tensor) -> torch.Tensor:
             return (t.permute(0, 3, 1, 2).to(torch.float32) * (1.0 / 255.0)).contiguous()
 
         return {"image": nchw(batch_to_torch(image, dev)), "fg": nchw(batch_to_torch(fg, dev)),
-                "bg": nchw(batch_to_torch(bg, dev)), "alpha": nchw(alpha.to(dev)), "trimap": trimap}
+                "bg": nchw(batch_to_torch(bg, dev)), "alpha": alpha[..., 0].unsqueeze(1), "trimap": trimap}

@@ -121,7 +121,7 @@ class Sampler:
         rng = np.random.default_rng([self.seed, epoch, self.rank, self.world, i])
         o, crop = self.opt, self.crop
         p = BatchPlan(iteration=iteration, crop_seed=int(rng.integers(2**62)))
-        p.geometry = [[] for _ in range(5)]
+        p.geometry = [[] for _ in range(6)]
         for idx in slots:
             shard, key = self.fg[int(idx)]
             a1 = self.reader.read(shard, key, ALPHA_EXT)
@@ -187,8 +187,10 @@ class Sampler:
 
             p.keys.append(key)
             p.sources.append(src)
+            # the second alpha is warped to the frame only when it is used (else to one pixel, which costs nothing)
+            size2 = (hf, wf) if combine or self.composites else (1, 1)
             for lst, val in zip(p.geometry, (a1, a2, inv1[:2].astype(np.float32), inv2[:2].astype(np.float32),
-                                             np.array([hf, wf], np.float32))):
+                                             np.array([hf, wf], np.float32), np.array(size2, np.float32))):
                 lst.append(val)
             p.frames.append((hf, wf))
             p.frame_inv.append((inv1, inv2))

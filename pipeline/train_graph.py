@@ -39,15 +39,17 @@ from nvidia.dali import fn, pipeline_def, types
 from nvidia.dali.pipeline import Pipeline
 
 # Names of the inputs of the two graphs, in the order the loader feeds them.
-GEOMETRY_INPUTS = ("alpha1", "alpha2", "matrix1", "matrix2", "frame_size")
+GEOMETRY_INPUTS = ("alpha1", "alpha2", "matrix1", "matrix2", "frame_size", "frame_size2")
 FINISH_INPUTS = ("fg1", "fg2", "bg", "matrix1", "matrix2", "bg_slice_start", "bg_slice_shape", "bg_roi_start",
-                 "bg_roi_end", "alpha1", "alpha2", "alpha",
-                 "combine", "hue", "sat_u", "val_u", "jitter")
+                 "bg_roi_end", "alpha", "weight1", "weight2", "combine", "hue", "sat_u", "val_u", "jitter")
+# Inputs of the combination step (fed only when it is in the graph) and of the HSV jitter (likewise).
+COMBINE_INPUTS = ("fg2", "matrix2", "weight1", "weight2", "combine")
+JITTER_INPUTS = ("hue", "sat_u", "val_u", "jitter")
 
 
 # On the GPU these finish inputs live on the device (pixel data and per-sample scalars used in GPU arithmetic);
-# encoded bytes, warp matrices and slice/ROI coordinates stay on the CPU as operator arguments.
-_GPU_FINISH_INPUTS = ("alpha1", "alpha2", "alpha", "combine", "hue", "sat_u", "val_u", "jitter")
+# encoded bytes, warp matrices, slice/ROI coordinates and the `combine` predicate of the conditional stay on the CPU.
+_GPU_FINISH_INPUTS = ("alpha", "weight1", "weight2", "hue", "sat_u", "val_u", "jitter")
 
 
 def _decoder_device(device: str) -> str:
@@ -58,26 +60,22 @@ def geometry_graph(batch_size: int, num_threads: int, device_id: int | None, dev
                    composites: bool = False) -> Pipeline:
     """Graph 1: alphas decoded and warped into the (upscaled) augmented frame; `source()` yields the input batches.
 
-    With `composites` the second input is the sample's stored trimap: it is warped like the alpha and returned in
-    place of the combined alpha's partner, and no combination happens.
+    Outputs the two warped uint8 alphas; the second is warped to one pixel when the sample is not combined (its
+    `frame_size2`), and the loader combines them in torch only where needed. With `composites` the second input is
+    the sample's stored trimap, warped like the alpha.
     """
 
     @pipeline_def(batch_size=batch_size, num_threads=num_threads, device_id=device_id, prefetch_queue_depth=2,
                   exec_dynamic=True)
     def graph():
-        a1_bytes, a2_bytes, m1, m2, size = fn.external_source(source=source, num_outputs=len(GEOMETRY_INPUTS),
-                                                              batch=True)
+        a1_bytes, a2_bytes, m1, m2, size1, size2 = fn.external_source(source=source,
+                                                                      num_outputs=len(GEOMETRY_INPUTS), batch=True)
         dec = _decoder_device(device)
         a1 = fn.decoders.image(a1_bytes, device=dec, output_type=types.GRAY)
         a2 = fn.decoders.image(a2_bytes, device=dec, output_type=types.GRAY)
-        a1 = fn.warp_affine(a1, matrix=m1, size=size, interp_type=types.INTERP_NN, fill_value=0)
-        a2 = fn.warp_affine(a2, matrix=m2, size=size, interp_type=types.INTERP_NN, fill_value=0)
-        if composites:
-            return a1, a1, a2
-        inv1 = 255.0 - fn.cast(a1, dtype=types.FLOAT)
-        inv2 = 255.0 - fn.cast(a2, dtype=types.FLOAT)
-        combined = fn.cast(255.0 - inv1 * inv2 / 255.0, dtype=types.UINT8)
-        return combined, a1, a2
+        a1 = fn.warp_affine(a1, matrix=m1, size=size1, interp_type=types.INTERP_NN, fill_value=0)
+        a2 = fn.warp_affine(a2, matrix=m2, size=size2, interp_type=types.INTERP_NN, fill_value=0)
+        return a1, a2
 
     return graph()
 
@@ -88,41 +86,33 @@ def finish_graph(batch_size: int, num_threads: int, device_id: int | None, devic
 
     Outputs image (float HWC on 0..255), fg and bg (uint8 HWC). With `composites` the background is the sample's own
     (fixed) background, so it gets the foreground's warp. Steps switched off by the options are left out of the
-    graph (`combine_enabled`, `jitter_enabled`), so they cost nothing and leave colours bit-exact.
+    graph (`combine_enabled`, `jitter_enabled`), so they cost nothing and leave colours bit-exact. The combination
+    sits in a DALI conditional on the per-sample `combine` predicate, so samples without a second foreground neither
+    decode nor warp one and pay no arithmetic for it.
     """
 
     @pipeline_def(batch_size=batch_size, num_threads=num_threads, device_id=device_id, prefetch_queue_depth=1,
-                  exec_dynamic=True)
+                  exec_dynamic=True, enable_conditionals=combine_enabled)
     def graph():
         gpu = device == "cuda"
-        (fg1_b, fg2_b, bg_b, m1, m2, slice0, slice_shape, roi0, roi1, a1c, a2c, ac, combine, hue, sat_u, val_u,
+        (fg1_b, fg2_b, bg_b, m1, m2, slice0, slice_shape, roi0, roi1, alpha, w1, w2, combine, hue, sat_u, val_u,
          jitter) = [
             fn.external_source(name=n, device="gpu" if gpu and n in _GPU_FINISH_INPUTS else "cpu")
             for n in FINISH_INPUTS]
         dec = _decoder_device(device)
         fg1 = fn.decoders.image(fg1_b, device=dec, output_type=types.RGB)
+        fg = fn.warp_affine(fg1, matrix=m1, size=[crop, crop], interp_type=types.INTERP_NN, fill_value=0)
         if combine_enabled:
-            fg2 = fn.decoders.image(fg2_b, device=dec, output_type=types.RGB)
+            if combine:
+                # F = F1 w1 + F2 w2 with the per-pixel weights made in torch (combine.py); one fused expression
+                fg2 = fn.decoders.image(fg2_b, device=dec, output_type=types.RGB)
+                fg2 = fn.warp_affine(fg2, matrix=m2, size=[crop, crop], interp_type=types.INTERP_NN, fill_value=0)
+                fg = fn.cast(fg * w1 + fg2 * w2, dtype=types.UINT8)  # rounds and saturates
         if composites:
             bg = fn.decoders.image(bg_b, device=dec, output_type=types.RGB)
         else:  # decode only the rows/columns the crop needs (JPEG region decoding skips the rest)
             bg = fn.decoders.image_slice(bg_b, slice0, slice_shape, axis_names="HW", device=dec,
                                          output_type=types.RGB)
-        fg1w = fn.warp_affine(fg1, matrix=m1, size=[crop, crop], interp_type=types.INTERP_NN, fill_value=0)
-        if combine_enabled:
-            fg2w = fn.warp_affine(fg2, matrix=m2, size=[crop, crop], interp_type=types.INTERP_NN, fill_value=0)
-        alpha = fn.cast(ac, dtype=types.FLOAT) * (1.0 / 255.0)
-        if combine_enabled:
-            a1 = fn.cast(a1c, dtype=types.FLOAT) * (1.0 / 255.0)
-            a2 = fn.cast(a2c, dtype=types.FLOAT) * (1.0 / 255.0)
-            # F = (F1 a1 + F2 (1 - a1) a2) / (a + 1e-5) where combined, else F1: per-pixel weights on one channel,
-            # then two multiply-adds on three (DALI CPU arithmetic costs a few ns per element and operation)
-            inv = combine / (alpha + 1e-5)
-            w1 = a1 * inv + (1.0 - combine)
-            w2 = (1.0 - a1) * a2 * inv
-            fg = fn.cast(fg1w * w1 + fg2w * w2, dtype=types.UINT8)  # rounds and saturates
-        else:
-            fg = fg1w
 
         if jitter_enabled:
             # HSV jitter (spec step 6): shifts of saturation/value scaled by their means over alpha > 0, applied by
@@ -131,7 +121,7 @@ def finish_graph(batch_size: int, num_threads: int, device_id: int | None, devic
             # at 1/16 of the cost of DALI's channel reductions
             small = max(1, crop // 4)
             fgs = fn.resize(fg, size=[small, small], interp_type=types.INTERP_NN, antialias=False)
-            acs = fn.resize(ac, size=[small, small], interp_type=types.INTERP_NN, antialias=False)
+            acs = fn.resize(alpha, size=[small, small], interp_type=types.INTERP_NN, antialias=False)
             vmax = fn.cast(fn.reductions.max(fgs, axes=[2]), dtype=types.FLOAT)
             sat = (vmax - fn.cast(fn.reductions.min(fgs, axes=[2]), dtype=types.FLOAT)) / (vmax + 1e-6)
             mask = fn.cast(fn.reshape(acs, layout="HW", shape=[small, small]) > 0, dtype=types.FLOAT)
@@ -151,9 +141,10 @@ def finish_graph(batch_size: int, num_threads: int, device_id: int | None, devic
         else:
             bgc = fn.resize(bg, size=[crop, crop], roi_start=roi0, roi_end=roi1, roi_relative=False,
                             interp_type=types.INTERP_CUBIC, antialias=True)
-        # the composite, in float on the 0..255 scale (not re-quantised); uint8 fg/bg go out as they are, the
-        # loader scales everything to [0, 1] in torch (fewer full-size float passes in the graph)
-        image = fn.cast(fg, dtype=types.FLOAT) * alpha + fn.cast(bgc, dtype=types.FLOAT) * (1.0 - alpha)
+        # the composite, one fused expression in float on the 0..255 scale (not re-quantised): uint8 fg/bg times the
+        # float alpha (fed from torch, 0..1) promote to float without casts; uint8 fg/bg go out as they are, the
+        # loader scales everything to [0, 1] in torch
+        image = fg * alpha + bgc * (1.0 - alpha)
         return image, fg, bgc
 
     return graph()
