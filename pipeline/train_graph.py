@@ -3,16 +3,20 @@
 1. `geometry_graph` (DALI, prefetching ahead of the training step): decode the alpha PNGs of the foreground and of the
    optional second foreground; one nearest-neighbour `warp_affine` per alpha applies, in a single resampling, the
    resize of the second foreground to the first one's size, the random square resize (p 0.25), the random affine
-   (scale, shear, per-axis flips, rotation for large images), the horizontal flip and the upscaling of small images;
-   the combined alpha 1 - (1 - a1)(1 - a2) is computed with DALI arithmetic.
-2. torch, right after it on the same device (`trimap.py`, `crop.py`): trimap by elliptical erosion (DALI has no CPU
-   erode) and the choice of the crop centre among the unknown pixels (a data-dependent choice no DALI operator makes);
-   the alphas are cut to the crop.
-3. `finish_graph` (DALI): decode the foreground(s) and the background (each decoded once, here), warp the foregrounds
-   straight into the crop window (so colour work never touches pixels outside the crop), combine the two
-   foregrounds, HSV jitter of the foreground (DALI `hsv`, means over alpha > 0 with DALI reductions), background
-   decoded only over the crop's region (`decoders.image_slice`) and upscaled + cropped by one cubic ROI `resize`,
-   and the composite image = fg * alpha + bg * (1 - alpha) with DALI arithmetic ops, in float (not re-quantised).
+   (scale, shear, per-axis flips, rotation for large images), the horizontal flip and the upscaling of small images.
+   A sample without a second foreground has its (blank) second alpha warped to one pixel, so it costs nothing.
+2. torch, right after it on the same device (`combine.py`, `trimap.py`, `crop.py`): the combined alpha
+   1 - (1 - a1)(1 - a2) for the combined samples only (DALI's CPU arithmetic would pay full-frame float passes for
+   every sample); trimap by elliptical erosion (DALI has no CPU erode) and the choice of the crop centre among the
+   unknown pixels (a data-dependent choice no DALI operator makes); the alphas are cut to the crop, and for combined
+   samples the per-pixel weights of the two foregrounds are made on the crop.
+3. `finish_graph` (DALI): decode the foreground and the background (each decoded once, here), warp the foreground
+   straight into the crop window (so colour work never touches pixels outside the crop); inside a DALI conditional on
+   the per-sample `combine` flag, decode and warp the second foreground and blend the two with the torch weights (one
+   fused expression), so uncombined samples skip all of it; HSV jitter of the foreground (DALI `hsv`, means over
+   alpha > 0 with DALI reductions), background decoded only over the crop's region (`decoders.image_slice`) and
+   upscaled + cropped by one cubic ROI `resize`, and the composite image = fg * alpha + bg * (1 - alpha) as one fused
+   DALI arithmetic expression (uint8 fg/bg and the float alpha from torch, no casts), in float (not re-quantised).
 
 Where this differs from the letter of A2U_SPEC.md §4.2 (same augmentation in distribution, cheaper):
 - resize, affine, flip and upscale are one nearest-neighbour resampling instead of several in a row (pixel rounding
