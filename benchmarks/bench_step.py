@@ -8,7 +8,6 @@ Variants (same net, same initial weights, same batch; only the A2U pieces are sw
 - ``unfold``          the reassembly replaced by a plain unfold + einsum formulation;
 - ``official-like``   both baselines at once (per-sample generator + unfold: the official structure, but with unfold in
                       place of the official CUDA kernels, which are not part of this repository).
-- ``ours-fastgen``    ours with the fused generator path of `model.fast_generator` (U/V encoded by one grouped conv).
 
 Correctness: for every (batch, crop, dtype) a seeded step of each variant is compared with the reference path
 (fp32, `A2U_OPS_BACKEND=reference`, batched generator) — relative L2 error of the output and of all parameter
@@ -48,7 +47,7 @@ from model.kernel_generator import A2UKernelGenerator  # noqa: E402
 from model.losses import matting_loss  # noqa: E402
 from model.net import A2UMatting, parameter_groups  # noqa: E402
 
-VARIANTS = ("ours", "ours-fastgen", "per-sample-gen", "unfold", "official-like")
+VARIANTS = ("ours", "per-sample-gen", "unfold", "official-like")
 TOLERANCE = {"fp32": 2e-3, "bf16": 8e-2}
 
 
@@ -113,10 +112,6 @@ def swapped(variant: str) -> Iterator[None]:
     try:
         if variant in ("per-sample-gen", "official-like"):
             A2UKernelGenerator.forward = per_sample_generator_forward
-        if variant == "ours-fastgen":
-            from model.fast_generator import fast_generator_forward
-
-            A2UKernelGenerator.forward = fast_generator_forward
         if variant in ("unfold", "official-like"):
             net_module.a2u_upsample, net_module.a2u_downsample = unfold_upsample, unfold_downsample
         yield

@@ -331,28 +331,6 @@ def test_gpu_training_shapes_match_reference(dtype, tol):
             assert err <= tol, f"{op.__name__} {dtype}: relative error {err:.3g}"
 
 
-# ------------------------------------------------------------------------------------------------ fast generator
-@pytest.mark.parametrize("share,rank,groups,encode", [
-    (True, 1, 1, "auto"), (True, 1, 1, "grouped"), (False, 1, 1, "auto"), (True, 2, 2, "dense"), (False, 2, 1, "auto"),
-])
-def test_fast_generator_equals_batched_generator(share, rank, groups, encode):
-    """model.fast_generator computes the generator's exact outputs and gradients (float64) from its own parameters."""
-    from model.fast_generator import fast_generator_forward
-    from model.kernel_generator import A2UKernelGenerator
-
-    torch.manual_seed(23)
-    gen = A2UKernelGenerator(32, 3, 6, groups, share, rank).double()
-    x = torch.randn(2, 32, 8, 6, dtype=torch.float64, requires_grad=True)
-    want = gen(x)
-    got = fast_generator_forward(gen, x, encode)
-    weights = [torch.randn_like(t) for t in want]
-    params = [x, *gen.parameters()]
-    g_want = torch.autograd.grad(sum((t * wt).sum() for t, wt in zip(want, weights)), params)
-    g_got = torch.autograd.grad(sum((t * wt).sum() for t, wt in zip(got, weights)), params)
-    for a, b in zip((*got, *g_got), (*want, *g_want)):
-        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
-
-
 @pytest.mark.parametrize("backend", ["reference", "fused"])
 def test_public_ops_accept_the_autocast_dtype_mix(monkeypatch, backend):
     """Inside autocast, bf16 features with fp32 kernels (what CUDA autocast produces in the net: convs in bf16,
