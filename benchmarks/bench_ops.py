@@ -18,32 +18,14 @@ import time
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from model.ops import (a2u_downsample, a2u_upsample, downsample_offset, reference_downsample,  # noqa: E402
-                       reference_upsample)
+from model.ops import (a2u_downsample, a2u_upsample, reference_downsample, reference_upsample,  # noqa: E402
+                       unfold_downsample, unfold_upsample)
 
 # (op, N, C, low-res side for up / high-res side for down)
 SHAPES = [("up", 8, 256, 32), ("up", 8, 128, 64), ("up", 8, 64, 128), ("up", 8, 64, 256),
           ("down", 8, 64, 512), ("down", 8, 64, 256), ("down", 8, 128, 128), ("down", 8, 256, 64)]
-
-
-def unfold_upsample(x: torch.Tensor, m: torch.Tensor, k: int, groups: int = 1, r: int = 2) -> torch.Tensor:
-    n, c, h, w = x.shape
-    cols = F.unfold(x, k, padding=(k - 1) // 2).view(n, groups, c // groups, k * k, h, w)
-    cols = cols.repeat_interleave(r, 4).repeat_interleave(r, 5)
-    return torch.einsum("ngckyx,ngkyx->ngcyx", cols, m.view(n, groups, k * k, h * r, w * r)).reshape(n, c, h * r, w * r)
-
-
-def unfold_downsample(x: torch.Tensor, m: torch.Tensor, k: int, groups: int = 1, r: int = 2) -> torch.Tensor:
-    n, c, big_h, big_w = x.shape
-    p = downsample_offset(k)
-    after = max(0, k - r - p)
-    cols = F.unfold(F.pad(x, (p, after, p, after)), k, stride=r)
-    h, w = big_h // r, big_w // r
-    cols = cols.view(n, groups, c // groups, k * k, h, w)
-    return torch.einsum("ngckyx,ngkyx->ngcyx", cols, m.view(n, groups, k * k, h, w)).reshape(n, c, h, w)
 
 
 def make_inputs(op: str, n: int, c: int, side: int, device: str, dtype: torch.dtype):

@@ -43,6 +43,7 @@ sys.path.insert(0, str(REPO_ROOT))
 
 import model.net as net_module  # noqa: E402
 from model import ops  # noqa: E402
+from model.ops import unfold_downsample, unfold_upsample  # noqa: E402
 from model.kernel_generator import A2UKernelGenerator  # noqa: E402
 from model.losses import matting_loss  # noqa: E402
 from model.net import A2UMatting, parameter_groups  # noqa: E402
@@ -81,27 +82,6 @@ def per_sample_generator_forward(gen: A2UKernelGenerator, x: torch.Tensor) -> tu
         downs.append(down.reshape(1, g * 4 * s * s, h, w))
         ups.append(up.reshape(1, g * s * s, 2 * h, 2 * w))
     return torch.cat(downs), torch.cat(ups)
-
-
-def unfold_upsample(x: torch.Tensor, m: torch.Tensor, k: int, groups: int = 1, scale: int = 2) -> torch.Tensor:
-    """§2.1 as unfold + nearest repeat + einsum (materialises k²·r² copies of the map: the memory-hungry baseline)."""
-    n, c, h, w = x.shape
-    cols = F.unfold(x, k, padding=(k - 1) // 2).reshape(n, groups, c // groups, k * k, h, w)
-    cols = cols.repeat_interleave(scale, dim=4).repeat_interleave(scale, dim=5)
-    out = torch.einsum("ngcthw,ngthw->ngchw", cols, m.reshape(n, groups, k * k, h * scale, w * scale).to(x.dtype))
-    return out.reshape(n, c, h * scale, w * scale)
-
-
-def unfold_downsample(x: torch.Tensor, m: torch.Tensor, k: int, groups: int = 1, scale: int = 2) -> torch.Tensor:
-    """§2.2 as pad + strided unfold + einsum."""
-    n, c, big_h, big_w = x.shape
-    h, w = big_h // scale, big_w // scale
-    before = ops.downsample_offset(k)
-    after = max(0, k - scale - before)
-    cols = F.unfold(F.pad(x, (before, after, before, after)), k, stride=scale)
-    cols = cols.reshape(n, groups, c // groups, k * k, -1)[..., : h * w]
-    out = torch.einsum("ngctp,ngtp->ngcp", cols, m.reshape(n, groups, k * k, h * w).to(x.dtype))
-    return out.reshape(n, c, h, w)
 
 
 @contextlib.contextmanager

@@ -25,6 +25,8 @@ __all__ = [
     "a2u_downsample",
     "reference_upsample",
     "reference_downsample",
+    "unfold_upsample",
+    "unfold_downsample",
     "check_upsample_args",
     "check_downsample_args",
     "downsample_offset",
@@ -194,13 +196,48 @@ class _TapLoopFunction(torch.autograd.Function):
         return gf, gk, None, None, None, None, None
 
 
+# On CPU, maps of at most this many low-resolution pixels (the upsampling input, the downsampling output) use the
+# unfold formulation: there the tap loop's 2·k² small operations per call cost more than materialising k² copies of
+# a tiny map (crossover measured fwd+bwd on one core: up between 8² and 16², down between 4² and 8²; RESULTS.md).
+SMALL_MAP_PIXELS = {"upsample": 64, "downsample": 16}
+
+
+def unfold_upsample(features: torch.Tensor, kernels: torch.Tensor, kernel_size: int, groups: int = 1,
+                    scale: int = 2) -> torch.Tensor:
+    """§2.1 as unfold + nearest repeat + einsum with plain autograd: k²·r² copies of the map (memory-hungry), but
+    the fewest operations; used for tiny maps on CPU and as the plain baseline of the benchmarks."""
+    n, c, h, w = features.shape
+    k, acc = kernel_size, _acc_dtype(features.dtype)
+    cols = F.unfold(features.to(acc), k, padding=(k - 1) // 2).reshape(n, groups, c // groups, k * k, h, w)
+    cols = cols.repeat_interleave(scale, dim=4).repeat_interleave(scale, dim=5)
+    m = kernels.to(acc).reshape(n, groups, k * k, h * scale, w * scale)
+    out = torch.einsum("ngcthw,ngthw->ngchw", cols, m)
+    return out.reshape(n, c, h * scale, w * scale).to(features.dtype)
+
+
+def unfold_downsample(features: torch.Tensor, kernels: torch.Tensor, kernel_size: int, groups: int = 1,
+                      scale: int = 2) -> torch.Tensor:
+    """§2.2 as pad + strided unfold + einsum with plain autograd (k² copies of the output map); see unfold_upsample."""
+    n, c, big_h, big_w = features.shape
+    k, acc = kernel_size, _acc_dtype(features.dtype)
+    h, w = big_h // scale, big_w // scale
+    before, after = _down_geometry(k, scale)
+    cols = F.unfold(F.pad(features.to(acc), (before, after, before, after)), k, stride=scale)
+    cols = cols.reshape(n, groups, c // groups, k * k, h * w)  # exactly h·w windows (see _down_geometry)
+    out = torch.einsum("ngctp,ngtp->ngcp", cols, kernels.to(acc).reshape(n, groups, k * k, h * w))
+    return out.reshape(n, c, h, w).to(features.dtype)
+
+
 def _reference(features: torch.Tensor, kernels: torch.Tensor, k: int, groups: int, scale: int,
                forward_fn: Callable[..., torch.Tensor], rows_fn: Callable[..., torch.Tensor],
-               backward_fn: Callable[..., tuple]) -> torch.Tensor:
+               backward_fn: Callable[..., tuple], unfold_fn: Callable[..., torch.Tensor],
+               low_res_pixels: int, op: str) -> torch.Tensor:
     """Pick the formulation of one reassembly (see reference_upsample) and run it."""
     kernels = kernels.to(features.dtype)  # (issue 6) mixed dtypes under autocast; no-op otherwise
     if torch.compiler.is_exporting():
         return rows_fn(features, kernels, k, groups, scale)
+    if features.device.type == "cpu" and low_res_pixels <= SMALL_MAP_PIXELS[op]:
+        return unfold_fn(features, kernels, k, groups, scale)
     if torch.is_grad_enabled() and (features.requires_grad or kernels.requires_grad):
         return _TapLoopFunction.apply(features, kernels, k, groups, scale, forward_fn, backward_fn)
     return forward_fn(features, kernels, k, groups, scale)
@@ -212,9 +249,11 @@ def reference_upsample(features: torch.Tensor, kernels: torch.Tensor, kernel_siz
 
     With a gradient to track: the tap-loop autograd.Function (saves only the inputs). Without: the tap-loop
     forward. Under ``torch.export``: the row-vectorised forward (same sum, k× fewer graph nodes, so exporting
-    the net takes seconds rather than minutes and the graph stays small for ONNX).
+    the net takes seconds rather than minutes and the graph stays small for ONNX). Tiny maps on CPU
+    (``SMALL_MAP_PIXELS``): the unfold formulation, which is faster there.
     """
-    return _reference(features, kernels, kernel_size, groups, scale, _up_forward, _up_forward_rows, _up_backward)
+    return _reference(features, kernels, kernel_size, groups, scale, _up_forward, _up_forward_rows, _up_backward,
+                      unfold_upsample, features.shape[-2] * features.shape[-1], "upsample")
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -301,10 +340,11 @@ def reference_downsample(features: torch.Tensor, kernels: torch.Tensor, kernel_s
 
     With a gradient to track: the tap-loop autograd.Function (saves only the inputs). Without: the tap-loop
     forward. Under ``torch.export``: the row-vectorised forward (same sum, k× fewer graph nodes, so exporting
-    the net takes seconds rather than minutes and the graph stays small for ONNX).
+    the net takes seconds rather than minutes and the graph stays small for ONNX). Tiny maps on CPU
+    (``SMALL_MAP_PIXELS``): the unfold formulation, which is faster there.
     """
     return _reference(features, kernels, kernel_size, groups, scale, _down_forward, _down_forward_rows,
-                      _down_backward)
+                      _down_backward, unfold_downsample, kernels.shape[-2] * kernels.shape[-1], "downsample")
 
 
 # ----------------------------------------------------------------------------------------------------------------

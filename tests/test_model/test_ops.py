@@ -6,8 +6,17 @@ import itertools
 import pytest
 import torch
 
+from model import ops
 from model.ops import (_down_forward_rows, _up_forward_rows, a2u_downsample, a2u_upsample, downsample_offset,
                        reference_downsample, reference_upsample)
+
+
+@pytest.fixture(autouse=True, params=["tap-loop", "unfold"])
+def formulation(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every test runs once per CPU formulation: the tap loop, and the unfold form that tiny maps take on CPU."""
+    limit = 0 if request.param == "tap-loop" else 1 << 30
+    monkeypatch.setattr(ops, "SMALL_MAP_PIXELS", {"upsample": limit, "downsample": limit})
+    return request.param
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -229,3 +238,21 @@ def test_cuda_matches_cpu():
         out_r.float().sum().backward()
         torch.testing.assert_close(xc.grad.float().cpu(), xr.grad.float(), rtol=tol, atol=tol)
         torch.testing.assert_close(mc.grad.float().cpu(), mr.grad.float(), rtol=tol * 4, atol=tol * 4)
+
+
+def test_small_maps_take_the_unfold_form_on_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With the shipped thresholds, maps at or below SMALL_MAP_PIXELS go through unfold, larger ones the tap loop."""
+    monkeypatch.setattr(ops, "SMALL_MAP_PIXELS", {"upsample": 64, "downsample": 16})
+    calls: list[str] = []
+    for name in ("unfold_upsample", "unfold_downsample"):
+        real = getattr(ops, name)
+        monkeypatch.setattr(ops, name, lambda *a, _real=real, _name=name: calls.append(_name) or _real(*a))
+    x, m = _inputs((1, 4, 8, 8), (1, 9, 16, 16))
+    a2u_upsample(x, m, 3)                       # 64 low-res pixels: unfold
+    x, m = _inputs((1, 4, 8, 16), (1, 9, 16, 32))
+    a2u_upsample(x, m, 3)                       # 128: tap loop
+    x, m = _inputs((1, 4, 8, 8), (1, 36, 4, 4))
+    a2u_downsample(x, m, 6)                     # 16 output pixels: unfold
+    x, m = _inputs((1, 4, 16, 8), (1, 36, 8, 4))
+    a2u_downsample(x, m, 6)                     # 32: tap loop
+    assert calls == ["unfold_upsample", "unfold_downsample"]
