@@ -59,11 +59,19 @@ def to_torch(tensor_list, i: int, device: torch.device) -> torch.Tensor:
     return torch.from_numpy(np.array(t))
 
 
-def batch_to_torch(tensor_list, device: torch.device) -> torch.Tensor:
-    """A uniform DALI TensorList as one N x ... torch tensor on `device`."""
-    if device.type == "cuda":
-        return torch.from_dlpack(tensor_list.as_tensor()).clone()
-    return torch.from_numpy(np.array(tensor_list.as_tensor()))
+def unit_nchw(tensor_list, device: torch.device) -> torch.Tensor:
+    """A uniform N x H x W x C DALI TensorList on the 0..255 scale as a new N x C x H x W float32 tensor in [0, 1] on
+    `device`, in one pass that reads DALI's buffer in place (so call it before the graph runs again)."""
+    if device.type == "cuda":  # DLPack hand-over synchronises with DALI's stream
+        src = torch.from_dlpack(tensor_list.as_tensor())
+    else:
+        src = torch.from_numpy(np.asarray(tensor_list.as_tensor()))
+    n, h, w, c = src.shape
+    out = torch.empty((n, c, h, w), dtype=torch.float32, device=device)
+    if src.dtype == torch.float32:
+        return torch.mul(src.permute(0, 3, 1, 2), 1.0 / 255.0, out=out)
+    out.copy_(src.permute(0, 3, 1, 2))  # uint8: converting first, then scaling in place, is the faster order
+    return out.mul_(1.0 / 255.0)
 
 
 @contextlib.contextmanager
@@ -284,8 +292,10 @@ class TrainLoader:
             feeds["bg_roi_start"].append((roi0 - lo).astype(np.float32))
             feeds["bg_roi_end"].append((roi1 - lo).astype(np.float32))
             alpha_c = win.apply(alpha, crop)
-            # the float alpha is both the finish graph's composite weight and the batch's "alpha" output
-            feeds["alpha"].append((alpha_c.to(torch.float32) * (1.0 / 255.0)).unsqueeze(-1))
+            # the float alpha is both a composite weight of the finish graph and the batch's "alpha" output
+            alpha_f = (alpha_c.to(torch.float32) * (1.0 / 255.0)).unsqueeze(-1)
+            feeds["alpha"].append(alpha_f)
+            feeds["alpha_inv"].append(1.0 - alpha_f)
             if combine:
                 w1, w2 = foreground_weights(win.apply(a1, crop), win.apply(a2, crop), alpha_c)
                 feeds["weight1"].append(w1.unsqueeze(-1))
@@ -319,9 +329,5 @@ class TrainLoader:
             raise _DaliRunError(str(exc)) from exc
         alpha = torch.stack(feeds["alpha"])
         trimap = torch.stack(trimaps).unsqueeze(1).to(torch.float32) / 255.0
-
-        def nchw(t: torch.Tensor) -> torch.Tensor:
-            return (t.permute(0, 3, 1, 2).to(torch.float32) * (1.0 / 255.0)).contiguous()
-
-        return {"image": nchw(batch_to_torch(image, dev)), "fg": nchw(batch_to_torch(fg, dev)),
-                "bg": nchw(batch_to_torch(bg, dev)), "alpha": alpha[..., 0].unsqueeze(1), "trimap": trimap}
+        return {"image": unit_nchw(image, dev), "fg": unit_nchw(fg, dev), "bg": unit_nchw(bg, dev),
+                "alpha": alpha[..., 0].unsqueeze(1), "trimap": trimap}
