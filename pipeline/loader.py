@@ -17,12 +17,11 @@ import numpy as np
 import torch
 
 from .combine import combined_alpha, foreground_weights
-from .crop import choose_crop
+from .crop import choose_crop, crop_from_alpha
 from .dataset import Dataset, DatasetError
 from .options import AugmentOptions
 from .sampling import BatchPlan, Sampler
 from .train_graph import COMBINE_INPUTS, FINISH_INPUTS, JITTER_INPUTS, finish_graph, geometry_graph
-from .trimap import make_trimap
 
 log = logging.getLogger(__name__)
 
@@ -264,12 +263,13 @@ class TrainLoader:
             a2 = to_torch(a2_tl, j, dev)[..., 0]
             combine = plan.combine[j]
             if self.composites:
-                alpha, trimap = a1, a2           # the stored trimap, warped like the alpha
+                alpha = a1                       # a2: the stored trimap, warped like the alpha
+                win = choose_crop(a2, crop, self.options.min_unknown, gen)
+                trimaps.append(win.apply(a2, crop))
             else:
                 alpha = combined_alpha(a1, a2) if combine else a1
-                trimap = make_trimap(alpha, *plan.erosion[j])
-            win = choose_crop(trimap, crop, self.options.min_unknown, gen)
-            trimaps.append(win.apply(trimap, crop))
+                win, trimap_c = crop_from_alpha(alpha, *plan.erosion[j], crop, self.options.min_unknown, gen)
+                trimaps.append(trimap_c)
             # crop pixel centre u (continuous) -> frame point -> source point of each foreground
             to_frame = np.array([[win.scale_x, 0, win.left], [0, win.scale_y, win.top], [0, 0, 1.0]])
             inv1, inv2 = plan.frame_inv[j]
