@@ -21,7 +21,7 @@ from .crop import choose_crop, crop_from_alpha
 from .dataset import Dataset, DatasetError
 from .options import AugmentOptions
 from .sampling import BatchPlan, Sampler
-from .train_graph import COMBINE_INPUTS, FINISH_INPUTS, JITTER_INPUTS, finish_graph, geometry_graph
+from .train_graph import BG_REGION_INPUTS, COMBINE_INPUTS, FINISH_INPUTS, JITTER_INPUTS, finish_graph, geometry_graph
 
 log = logging.getLogger(__name__)
 
@@ -285,10 +285,16 @@ class TrainLoader:
             hb, wb = plan.bg_sizes[j]
             roi0 = np.array([win.top * by, win.left * bx])
             roi1 = np.array([(win.top + ext[0]) * by, (win.left + ext[1]) * bx])
-            lo = np.clip(np.floor(roi0) - 3, 0, [hb - 1, wb - 1]).astype(np.int32)   # margin for the cubic filter
-            hi = np.clip(np.ceil(roi1) + 3, lo + 1, [hb, wb]).astype(np.int32)
+            resample = not (win.is_window and by == 1.0 and bx == 1.0)
+            if resample:  # decode with a margin for the cubic filter; the ROI resize upscales and crops
+                lo = np.clip(np.floor(roi0) - 3, 0, [hb - 1, wb - 1]).astype(np.int32)
+                hi = np.clip(np.ceil(roi1) + 3, lo + 1, [hb, wb]).astype(np.int32)
+            else:  # same scale: decode exactly the crop window (the spec resizes the background only when needed)
+                lo = np.array([win.top, win.left], np.int32)
+                hi = lo + crop
             feeds["bg_slice_start"].append(lo)
             feeds["bg_slice_shape"].append(hi - lo)
+            feeds["bg_resample"].append(np.bool_(resample))
             feeds["bg_roi_start"].append((roi0 - lo).astype(np.float32))
             feeds["bg_roi_end"].append((roi1 - lo).astype(np.float32))
             alpha_c = win.apply(alpha, crop)
@@ -314,7 +320,7 @@ class TrainLoader:
         """Feed and run the finish graph (in the helper thread); the batch dict on the loader's device."""
         dev = self.device
         for name, data in feeds.items():
-            if self.composites and name.startswith(("bg_roi", "bg_slice")):
+            if self.composites and name in BG_REGION_INPUTS:
                 continue  # not in the composites graph
             if not self._combine_enabled and name in COMBINE_INPUTS:
                 continue  # combination left out of the graph

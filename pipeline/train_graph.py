@@ -44,15 +44,17 @@ from nvidia.dali.pipeline import Pipeline
 
 # Names of the inputs of the two graphs, in the order the loader feeds them.
 GEOMETRY_INPUTS = ("alpha1", "alpha2", "matrix1", "matrix2", "frame_size", "frame_size2")
-FINISH_INPUTS = ("fg1", "fg2", "bg", "matrix1", "matrix2", "bg_slice_start", "bg_slice_shape", "bg_roi_start",
-                 "bg_roi_end", "alpha", "alpha_inv", "weight1", "weight2", "combine", "hue", "sat_u", "val_u", "jitter")
+FINISH_INPUTS = ("fg1", "fg2", "bg", "matrix1", "matrix2", "bg_slice_start", "bg_slice_shape", "bg_resample",
+                 "bg_roi_start", "bg_roi_end", "alpha", "alpha_inv", "weight1", "weight2", "combine", "hue", "sat_u", "val_u", "jitter")
+# Inputs of the background's region decoding and resampling (left out with composites, whose bg gets the fg's warp).
+BG_REGION_INPUTS = ("bg_slice_start", "bg_slice_shape", "bg_resample", "bg_roi_start", "bg_roi_end")
 # Inputs of the combination step (fed only when it is in the graph) and of the HSV jitter (likewise).
 COMBINE_INPUTS = ("fg2", "matrix2", "weight1", "weight2", "combine")
 JITTER_INPUTS = ("hue", "sat_u", "val_u", "jitter")
 
 
 # On the GPU these finish inputs live on the device (pixel data and per-sample scalars used in GPU arithmetic);
-# encoded bytes, warp matrices, slice/ROI coordinates and the `combine` predicate of the conditional stay on the CPU.
+# encoded bytes, warp matrices, slice/ROI coordinates and the predicates of the conditionals stay on the CPU.
 _GPU_FINISH_INPUTS = ("alpha", "alpha_inv", "weight1", "weight2", "hue", "sat_u", "val_u", "jitter")
 
 
@@ -96,10 +98,10 @@ def finish_graph(batch_size: int, num_threads: int, device_id: int | None, devic
     """
 
     @pipeline_def(batch_size=batch_size, num_threads=num_threads, device_id=device_id, prefetch_queue_depth=1,
-                  exec_dynamic=True, enable_conditionals=combine_enabled)
+                  exec_dynamic=True, enable_conditionals=combine_enabled or not composites)
     def graph():
         gpu = device == "cuda"
-        (fg1_b, fg2_b, bg_b, m1, m2, slice0, slice_shape, roi0, roi1, alpha, alpha_inv, w1, w2, combine, hue, sat_u,
+        (fg1_b, fg2_b, bg_b, m1, m2, slice0, slice_shape, resample, roi0, roi1, alpha, alpha_inv, w1, w2, combine, hue, sat_u,
          val_u, jitter) = [
             fn.external_source(name=n, device="gpu" if gpu and n in _GPU_FINISH_INPUTS else "cpu")
             for n in FINISH_INPUTS]
@@ -143,8 +145,10 @@ def finish_graph(batch_size: int, num_threads: int, device_id: int | None, devic
         if composites:
             bgc = fn.warp_affine(bg, matrix=m1, size=[crop, crop], interp_type=types.INTERP_NN, fill_value=0)
         else:
-            bgc = fn.resize(bg, size=[crop, crop], roi_start=roi0, roi_end=roi1, roi_relative=False,
-                            interp_type=types.INTERP_CUBIC, antialias=True)
+            bgc = bg  # the slice is the crop window itself where the background needs no resampling (scale 1)
+            if resample:
+                bgc = fn.resize(bg, size=[crop, crop], roi_start=roi0, roi_end=roi1, roi_relative=False,
+                                interp_type=types.INTERP_CUBIC, antialias=True)
         # the composite, one fused expression of three operations in float on the 0..255 scale (not re-quantised):
         # uint8 fg/bg times the float alpha and 1 - alpha (both fed from torch, 0..1) promote to float without casts;
         # uint8 fg/bg go out as they are, the loader scales everything to [0, 1] in torch
