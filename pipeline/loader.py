@@ -158,7 +158,11 @@ class TrainLoader:
         self._finish = finish_graph(batch_size, self.num_threads, self.device_id, self._dev_kind, crop_size,
                                     composites, self._combine_enabled, self.options.hsv_jitter)
         self._finish.build()
-        self._pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="dali-finish")
+        # torch's thread count is per thread (OpenMP): the helper's conversions run on one thread too, for the same
+        # reason as `single_torch_thread` (idle OpenMP workers spin and burn the cores DALI needs)
+        self._pool = concurrent.futures.ThreadPoolExecutor(
+            1, thread_name_prefix="dali-finish",
+            initializer=(lambda: torch.set_num_threads(1)) if self.device.type == "cpu" else None)
 
     def __len__(self) -> int:
         return self.iterations
