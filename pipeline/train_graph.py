@@ -8,15 +8,19 @@
 2. torch, right after it on the same device (`combine.py`, `trimap.py`, `crop.py`): the combined alpha
    1 - (1 - a1)(1 - a2) for the combined samples only (DALI's CPU arithmetic would pay full-frame float passes for
    every sample); trimap by elliptical erosion (DALI has no CPU erode) and the choice of the crop centre among the
-   unknown pixels (a data-dependent choice no DALI operator makes); the alphas are cut to the crop, and for combined
-   samples the per-pixel weights of the two foregrounds are made on the crop.
+   unknown pixels (a data-dependent choice no DALI operator makes), eroding only the region of admissible centres
+   and then the chosen window, each with the element's reach around it (exact; `crop.crop_from_alpha`); the alphas
+   are cut to the crop, and for combined samples the per-pixel weights of the two foregrounds are made on the crop.
 3. `finish_graph` (DALI): decode the foreground and the background (each decoded once, here), warp the foreground
    straight into the crop window (so colour work never touches pixels outside the crop); inside a DALI conditional on
    the per-sample `combine` flag, decode and warp the second foreground and blend the two with the torch weights (one
    fused expression), so uncombined samples skip all of it; HSV jitter of the foreground (DALI `hsv`, means over
-   alpha > 0 with DALI reductions), background decoded only over the crop's region (`decoders.image_slice`) and
-   upscaled + cropped by one cubic ROI `resize`, and the composite image = fg * alpha + bg * (1 - alpha) as one fused
-   DALI arithmetic expression (uint8 fg/bg and the float alpha from torch, no casts), in float (not re-quantised).
+   alpha > 0 with DALI reductions), background decoded only over the crop's region (`decoders.image_slice`) and,
+   inside a conditional on the per-sample `bg_resample` flag, upscaled + cropped by one cubic ROI `resize` (where its
+   scale is 1 the decoded region is the crop itself and is not resampled), and the composite
+   image = fg * alpha + bg * (1 - alpha) as one fused DALI arithmetic expression (uint8 fg/bg and the float alpha and
+   1 - alpha from torch, no casts), in float (not re-quantised).
+4. torch, in a helper thread: the outputs become N x C x H x W float32 in [0, 1] in one pass each.
 
 Where this differs from the letter of A2U_SPEC.md §4.2 (same augmentation in distribution, cheaper):
 - resize, affine, flip and upscale are one nearest-neighbour resampling instead of several in a row (pixel rounding
