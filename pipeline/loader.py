@@ -332,7 +332,7 @@ class TrainLoader:
                 continue
             if dev.type == "cpu" and data and isinstance(data[0], torch.Tensor):
                 data = [d.numpy() for d in data]
-            self._finish.feed_input(name, data)
+            self._finish.feed_input(name, data)  # CPU: read in place (no_copy); `feeds` outlives the run below
         try:
             image, fg, bg = self._finish.run()
         except Exception as exc:  # noqa: BLE001 - DALI raises RuntimeError subclasses

@@ -107,8 +107,8 @@ def finish_graph(batch_size: int, num_threads: int, device_id: int | None, devic
         gpu = device == "cuda"
         (fg1_b, fg2_b, bg_b, m1, m2, slice0, slice_shape, resample, roi0, roi1, alpha, alpha_inv, w1, w2, combine, hue, sat_u,
          val_u, jitter) = [
-            fn.external_source(name=n, device="gpu" if gpu and n in _GPU_FINISH_INPUTS else "cpu")
-            for n in FINISH_INPUTS]
+            fn.external_source(name=n, device="gpu" if gpu and n in _GPU_FINISH_INPUTS else "cpu", no_copy=not gpu)
+            for n in FINISH_INPUTS]  # on the CPU DALI reads the fed arrays in place (the loader keeps them alive)
         dec = _decoder_device(device)
         fg1 = fn.decoders.image(fg1_b, device=dec, output_type=types.RGB)
         fg = fn.warp_affine(fg1, matrix=m1, size=[crop, crop], interp_type=types.INTERP_NN, fill_value=0)
