@@ -19,6 +19,8 @@ def test_combined_alpha_is_the_rounded_union_for_every_pair() -> None:
     p = (255 - a1.numpy().astype(np.int64)) * (255 - a2.numpy().astype(np.int64))
     want = 255 - (2 * p + 255) // 510            # 255 - round(p / 255) in integers (no ties exist)
     assert np.array_equal(got, want)
+    f1, f2 = 255.0 - a1.numpy().astype(np.float32), 255.0 - a2.numpy().astype(np.float32)
+    assert np.array_equal(got, np.round(255.0 - f1 * f2 / np.float32(255.0)))   # the float32 formula agrees
     assert np.array_equal(got, got.T)            # symmetric
     assert np.array_equal(got[:, 0], np.arange(256)) and bool((got[:, 255] == 255).all())  # 0 neutral, 255 absorbs
     assert a1.dtype == torch.uint8 and int(a1[3, 0]) == 3   # inputs untouched
