@@ -49,9 +49,11 @@ def _row_min_runs(mask: torch.Tensor, longest: int) -> dict[int, torch.Tensor]:
     length = 1
     while length * 2 <= longest:
         prev = runs[length]
-        shifted = torch.ones_like(prev)
-        shifted[..., : prev.shape[-1] - length] = prev[..., length:]
-        runs[length * 2] = prev & shifted
+        w = prev.shape[-1]
+        run = torch.empty_like(prev)
+        torch.logical_and(prev[..., : w - length], prev[..., length:], out=run[..., : w - length])  # one pass
+        run[..., w - length:] = prev[..., w - length:]                  # past the right edge: AND with True
+        runs[length * 2] = run
         length *= 2
     return runs
 
@@ -68,7 +70,7 @@ def erode(mask: torch.Tensor, size: int) -> torch.Tensor:
     longest = max(hi - lo + 1 for _, lo, hi in rows)
     runs = _row_min_runs(padded, longest)
     horiz: dict[tuple[int, int], torch.Tensor] = {}
-    out = torch.ones((h, w), dtype=torch.bool, device=mask.device)
+    out: torch.Tensor | None = None
     for dy, lo, hi in rows:
         key = (lo, hi)
         if key not in horiz:
@@ -79,7 +81,12 @@ def erode(mask: torch.Tensor, size: int) -> torch.Tensor:
             a = run[:, pad + lo: pad + lo + w]
             b = run[:, pad + hi - p + 1: pad + hi - p + 1 + w]
             horiz[key] = a & b
-        out &= horiz[key][pad + dy: pad + dy + h]
+        row = horiz[key][pad + dy: pad + dy + h]
+        if out is None:
+            out = row.clone()
+        else:
+            out &= row
+    assert out is not None  # an element has at least one row
     return out
 
 
