@@ -12,9 +12,9 @@
    and then the chosen window, each with the element's reach around it (exact; `crop.crop_from_alpha`); the alphas
    are cut to the crop, and for combined samples the per-pixel weights of the two foregrounds are made on the crop.
 3. `finish_graph` (DALI): decode the foreground and the background (each decoded once, here), warp the foreground
-   straight into the crop window (so colour work never touches pixels outside the crop); inside a DALI conditional on
-   the per-sample `combine` flag, decode and warp the second foreground and blend the two with the torch weights (one
-   fused expression), so uncombined samples skip all of it; HSV jitter of the foreground (DALI `hsv`, means over
+   straight into the crop window (so colour work never touches pixels outside the crop); decode the second foreground
+   (a blank 1 x 1 PNG for uncombined samples) and, inside a DALI conditional on the per-sample `combine` flag, warp it
+   and blend the two with the torch weights (one fused expression), so uncombined samples skip all of it; HSV jitter of the foreground (DALI `hsv`, means over
    alpha > 0 with DALI reductions), background decoded only over the crop's region (`decoders.image_slice`) and,
    inside a conditional on the per-sample `bg_resample` flag, upscaled + cropped by one cubic ROI `resize` (where its
    scale is 1 the decoded region is the crop itself and is not resampled), and the composite
@@ -113,9 +113,11 @@ def finish_graph(batch_size: int, num_threads: int, device_id: int | None, devic
         fg1 = fn.decoders.image(fg1_b, device=dec, output_type=types.RGB)
         fg = fn.warp_affine(fg1, matrix=m1, size=[crop, crop], interp_type=types.INTERP_NN, fill_value=0)
         if combine_enabled:
+            # decoded outside the conditional (uncombined samples carry a blank 1 x 1 PNG: free to decode), so the
+            # "mixed" decoder never sits inside a branch
+            fg2 = fn.decoders.image(fg2_b, device=dec, output_type=types.RGB)
             if combine:
                 # F = F1 w1 + F2 w2 with the per-pixel weights made in torch (combine.py); one fused expression
-                fg2 = fn.decoders.image(fg2_b, device=dec, output_type=types.RGB)
                 fg2 = fn.warp_affine(fg2, matrix=m2, size=[crop, crop], interp_type=types.INTERP_NN, fill_value=0)
                 fg = fn.cast(fg * w1 + fg2 * w2, dtype=types.UINT8)  # rounds and saturates
         if composites:
