@@ -114,6 +114,39 @@ def test_augmentation_off_gives_exact_source_windows(synthetic_dataset: Path) ->
         assert np.array_equal(alpha[y:y + CROP, x:x + CROP], a)
 
 
+def _member(shard_path: Path, key: str, prefix: str) -> np.ndarray:
+    with tarfile.open(shard_path) as tar:
+        name = next(n for n in tar.getnames() if n.startswith(f"{key}.{prefix}."))
+        img = cv2.imdecode(np.frombuffer(tar.extractfile(name).read(), np.uint8), cv2.IMREAD_COLOR)
+    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+
+
+def test_background_is_a_window_where_it_needs_no_resampling(synthetic_dataset: Path) -> None:
+    """Aug off: where the background is at least the foreground's size (scale 1) it is decoded exactly over the crop
+    window (no resize) and sits at the fg's place; elsewhere it is smaller than the foreground (so it is upscaled).
+    JPEG decoders may differ by a level or two, so windows are compared with a small tolerance."""
+    ld = pipeline.build_train_loader(synthetic_dataset, 12, CROP, num_threads=1, p_combine=0, p_resize=0,
+                                     affine=False, p_hflip=0, hsv_jitter=False)
+    plan = ld.sampler.plan(0)
+    batch = next(iter(ld))
+    same_scale = 0
+    for j, key in enumerate(ld.last_keys):
+        fg, _ = _source_images(synthetic_dataset, key)
+        f = (batch["fg"][j].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+        y, x = np.unravel_index(np.argmin(cv2.matchTemplate(fg, f, cv2.TM_SQDIFF)), (fg.shape[0] - CROP + 1,
+                                                                                     fg.shape[1] - CROP + 1))
+        bshard, bkey, _ = plan.sources[j][1]
+        bg = _member(bshard.path, bkey, "bg").astype(np.int16)
+        got = (batch["bg"][j].permute(1, 2, 0).numpy() * 255).round().astype(np.int16)
+        if plan.bg_scale[j] == (1.0, 1.0):
+            same_scale += 1
+            diff = np.abs(bg[y:y + CROP, x:x + CROP] - got)
+            assert diff.max() <= 3 and diff.mean() < 0.5, (key, bkey)
+        else:
+            assert bg.shape[0] < fg.shape[0] or bg.shape[1] < fg.shape[1]   # upscaled only when smaller
+    assert 0 < same_scale < len(ld.last_keys)      # both branches of the graph's conditional ran
+
+
 def test_unknown_option_is_refused(synthetic_dataset: Path) -> None:
     with pytest.raises(TypeError, match="p_combin"):
         pipeline.build_train_loader(synthetic_dataset, 2, CROP, p_combin=0.3)
