@@ -278,11 +278,9 @@ class _Trainer:
                      self.world, cfg.data.batch_size, cfg.data.crop_size, steps_per_epoch, self.epoch + 1,
                      cfg.optim.epochs, self.step)
         while self.epoch < cfg.optim.epochs:
-            loader.set_epoch(self.epoch)
+            loader.set_epoch(self.epoch, start_batch=self.batch_in_epoch)  # mid-epoch resume: the same stream
             net.train()
             batches = iter(loader)
-            for _ in range(self.batch_in_epoch):  # mid-epoch resume: replay the deterministic stream
-                next(batches)
             t_prev = t_sync = time.perf_counter()
             waited, steps_since = 0.0, 0
             for i in range(self.batch_in_epoch, steps_per_epoch):

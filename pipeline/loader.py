@@ -147,6 +147,7 @@ class TrainLoader:
                                seed=seed, iterations=iters, options=self.options, composites=composites)
         self.iterations = iters
         self.epoch = 0
+        self.start_batch = 0                  # first batch of the epoch the next pass yields (set_epoch)
         self.skipped = 0                      # corrupt samples skipped (skip_corrupt=True)
         self.last_keys: list[str] = []        # foreground keys of the batch yielded last
         self._dev_kind = "cuda" if self.device.type == "cuda" else "cpu"
@@ -167,9 +168,15 @@ class TrainLoader:
     def __len__(self) -> int:
         return self.iterations
 
-    def set_epoch(self, epoch: int) -> None:
-        """Select the epoch the next pass yields (resuming at epoch e repeats its stream exactly)."""
-        self.epoch = int(epoch)
+    def set_epoch(self, epoch: int, start_batch: int = 0) -> None:
+        """Select the epoch the next pass yields, from batch `start_batch` on (that pass yields len(self) -
+        start_batch batches). Batch i of epoch e is a pure function of (seed, rank, world size, e, i), so a
+        mid-epoch resume gets exactly the batches a full pass would give from there, without decoding the skipped
+        ones. (One exception: with skip_corrupt, corrupt samples met only in the skipped batches are not known yet,
+        so later draws that would have avoided them can differ.)"""
+        if not 0 <= start_batch <= self.iterations:
+            raise ValueError(f"start_batch must be in [0, {self.iterations}], got {start_batch}")
+        self.epoch, self.start_batch = int(epoch), int(start_batch)
 
     # -- geometry graph ---------------------------------------------------------------------------------------------
     def _source(self):
@@ -222,16 +229,17 @@ class TrainLoader:
         return plan, feeds, trimaps
 
     def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
-        """Exactly len(self) batches. The finish graph of batch i runs in a helper thread (DALI releases the GIL)
-        while this thread runs the geometry outputs and torch step of batch i + 1."""
-        start = self.epoch * self.iterations
+        """Exactly len(self) - start_batch batches (see set_epoch). The finish graph of batch i runs in a helper
+        thread (DALI releases the GIL) while this thread runs the geometry outputs and torch step of batch i + 1."""
+        start = self.epoch * self.iterations + self.start_batch
+        count = self.iterations - self.start_batch
         if self._geometry is None or self._next_out != start:
             self._start_geometry(start)
         pending: collections.deque = collections.deque()
         done, nxt = 0, 0
         try:
-            while done < self.iterations:
-                while nxt < self.iterations and len(pending) < 2:
+            while done < count:
+                while nxt < count and len(pending) < 2:
                     prepared = self._prepare(start + nxt)
                     if prepared is None:
                         continue

@@ -86,6 +86,24 @@ def test_deterministic_and_resumable(synthetic_dataset: Path, loader, epoch0) ->
     assert not torch.equal(other[0]["image"], epoch0[0]["image"])   # seeds differ
 
 
+
+def test_mid_epoch_start_gives_the_rest_of_the_epoch(synthetic_dataset: Path, loader) -> None:
+    """set_epoch(e, start_batch=k) in a fresh loader yields exactly batches k.. of a full pass of epoch e (the
+    mid-epoch resume of jobs/train_loop.py), without producing the first k."""
+    full = _batches(loader, 1)
+    assert len(full) == len(loader) >= 2
+    fresh = pipeline.build_train_loader(synthetic_dataset, BATCH, CROP, seed=1, num_threads=1)
+    fresh.set_epoch(1, start_batch=1)
+    rest = [dict(b) for b in fresh]
+    assert len(rest) == len(full) - 1
+    for a, b in zip(full[1:], rest):
+        for k in a:
+            assert torch.equal(a[k], b[k]), k
+    fresh.set_epoch(1, start_batch=len(fresh))
+    assert list(fresh) == []
+    with pytest.raises(ValueError, match="start_batch"):
+        fresh.set_epoch(0, start_batch=len(fresh) + 1)
+
 def _source_images(dataset: Path, key: str) -> tuple[np.ndarray, np.ndarray]:
     for tar_path in sorted(dataset.glob("fg-*.tar")):
         with tarfile.open(tar_path) as tar:
