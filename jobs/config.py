@@ -80,6 +80,7 @@ class PerfSection:
     fused_optimizer: bool = True       # Adam(fused=True) on CUDA (one kernel for all parameters); foreach on CPU
     compile: bool = False
     compile_mode: str = "default"      # torch.compile mode: default | reduce-overhead (CUDA graphs) | max-autotune | max-autotune-no-cudagraphs
+    ops_backend: str | None = None     # A2U reassembly: auto (fused Triton on CUDA) | fused | reference; None: $A2U_OPS_BACKEND or auto
     find_unused_parameters: bool = False
 
 
@@ -139,6 +140,7 @@ class TrainConfig:
 _CHOICES = {
     ("perf", "amp_dtype"): ("auto", "bf16", "fp16", "none"),
     ("perf", "compile_mode"): ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"),
+    ("perf", "ops_backend"): (None, "auto", "fused", "reference"),
     ("tracking", "serialization_format"): ("auto", "pt2", "pickle"),
 }
 

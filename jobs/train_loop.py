@@ -45,6 +45,15 @@ def _all_reduce(values: list[float], world: int) -> list[float]:
     return t.cpu().tolist()
 
 
+def apply_ops_backend(cfg: TrainConfig) -> None:
+    """Make `perf.ops_backend` the choice of model.ops in this worker process (its one switch is the
+    A2U_OPS_BACKEND variable, read at each call); None leaves the environment's choice (default auto)."""
+    if cfg.perf.ops_backend is not None:
+        from model.fused_ops import BACKEND_ENV
+
+        os.environ[BACKEND_ENV] = cfg.perf.ops_backend
+
+
 class _IntervalStats:
     """Loss sum, finite/non-finite step counts and the first non-finite step, kept on the device between host
     syncs, so a training step never waits for the GPU; `reduce` is the one sync (two small all-reduces)."""
@@ -105,6 +114,7 @@ class _Trainer:
         self.loss_fn = matting_loss
         cfg = self.cfg
 
+        apply_ops_backend(cfg)
         torch.manual_seed(cfg.run.seed)  # identical initial weights on every rank (DDP also broadcasts rank 0's)
         net = A2UMatting(**cfg.model.options)
         if self.world > 1 and cfg.model.sync_batchnorm and self.device.type == "cuda":

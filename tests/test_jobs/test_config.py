@@ -43,6 +43,7 @@ def test_int_accepted_for_float_field() -> None:
     ("data.crop_size=100", "multiple of 16"),
     ("perf.amp_dtype=fp8", "must be one of"),
     ("perf.compile_mode=fastest", "must be one of"),
+    ("perf.ops_backend=cuda", "must be one of"),
     ("scaling.use_gpu=3", "must be bool"),
     ("noequals", "section.key=value"),
 ])
@@ -63,3 +64,22 @@ def test_unknown_key_in_yaml_names_file(tmp_path: Path) -> None:
 def test_missing_config_file() -> None:
     with pytest.raises(JobError, match="does not exist"):
         load_config("jobs/configs/nope.yaml")
+
+
+def test_ops_backend_switches_model_ops(monkeypatch: pytest.MonkeyPatch) -> None:
+    """perf.ops_backend reaches model.ops' one switch in the worker; null leaves the environment's choice."""
+    import torch
+
+    from jobs.train_loop import apply_ops_backend
+    from model import fused_ops
+
+    monkeypatch.setenv(fused_ops.BACKEND_ENV, "reference")
+    x = torch.zeros(1, 1, 2, 2)
+    apply_ops_backend(load_config(None, ["perf.ops_backend=null"]))
+    assert fused_ops.select_backend(x) == "reference"
+    monkeypatch.delenv("TRITON_INTERPRET", raising=False)
+    apply_ops_backend(load_config(None, ["perf.ops_backend=fused"]))
+    with pytest.raises(RuntimeError, match="fused on a cpu tensor"):
+        fused_ops.select_backend(x)     # fused asked for on a CPU tensor without the interpreter: refused
+    apply_ops_backend(load_config(None, ["perf.ops_backend=auto"]))
+    assert fused_ops.select_backend(x) == "reference"   # auto on CPU
