@@ -67,10 +67,11 @@ class _IntervalStats:
         finite = torch.isfinite(value)
         self.sums += torch.stack([torch.where(finite, value, 0.0), finite.to(torch.float64),
                                   (~finite).to(torch.float64)])
-        self.first_bad = torch.minimum(self.first_bad, torch.where(finite, math.inf, torch.full_like(self.first_bad, step)))
+        this_step = torch.full_like(self.first_bad, step)
+        self.first_bad = torch.minimum(self.first_bad, torch.where(finite, math.inf, this_step))
 
-    def reduce(self, over_budget: float, world: int) -> tuple[float, float, float, int | None]:
-        """(mean finite loss over ranks and steps, finite steps, budget flag, first bad step or None); resets."""
+    def reduce(self, over_budget: float, world: int) -> tuple[float, float, int | None]:
+        """(mean finite loss over ranks and steps, budget flag summed over ranks, first bad step or None); resets."""
         sums = torch.cat([self.sums, self.sums.new_tensor([over_budget])])
         first_bad = self.first_bad.reshape(1).clone()
         if world > 1:
@@ -82,7 +83,7 @@ class _IntervalStats:
         first = first_bad.item()
         self.sums.zero_()
         self.first_bad.fill_(math.inf)
-        return loss_sum / max(ok, 1.0), ok, over, (int(first) if bad else None)
+        return loss_sum / max(ok, 1.0), over, (int(first) if bad else None)
 
 
 def _gather(obj: Any, world: int) -> list[Any]:
@@ -314,7 +315,7 @@ class _Trainer:
                         or i + 1 == steps_per_epoch)
                 if sync:
                     over_budget = float(self.rank == 0 and budget_s is not None and time.time() - t_begin > budget_s)
-                    loss_mean, _, stop, bad_step = stats.reduce(over_budget, self.world)
+                    loss_mean, stop, bad_step = stats.reduce(over_budget, self.world)
                     if bad_step is not None:
                         self._stop_nonfinite(bad_step)
                         return
@@ -342,7 +343,6 @@ class _Trainer:
                 if not sync:
                     t_prev = time.perf_counter()
                     continue
-                waited, steps_since, t_sync = 0.0, 0, now
                 if stop and i + 1 < steps_per_epoch:  # time budget spent: keep this step, finish cleanly
                     if self.rank == 0:
                         log.warning("optim.max_train_minutes=%s reached at step %d (epoch %d, batch %d/%d): "
@@ -356,7 +356,8 @@ class _Trainer:
                     return
                 if every and self.step % every == 0 and i + 1 < steps_per_epoch:
                     self._checkpoint({"train/loss": loss_mean})
-                t_prev = time.perf_counter()
+                waited, steps_since = 0.0, 0
+                t_prev = t_sync = time.perf_counter()  # the next interval starts after the checkpoint
             self.scheduler.step()
             self.epoch += 1
             self.batch_in_epoch = 0
