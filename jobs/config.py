@@ -77,10 +77,12 @@ class PerfSection:
     ends), where the loss, the NaN/inf guard and the time budget are checked across ranks in one all-reduce."""
     amp_dtype: str = "auto"            # auto (bf16 on GPU, off on CPU) | bf16 | fp16 | none
     channels_last: bool = False
-    fused_optimizer: bool = True       # Adam(fused=True) on CUDA (one kernel for all parameters); foreach on CPU
+    fused_optimizer: bool = True       # Adam(fused=True) on CUDA (one kernel for all parameters); CPU: torch's default
     compile: bool = False
-    compile_mode: str = "default"      # torch.compile mode: default | reduce-overhead (CUDA graphs) | max-autotune | max-autotune-no-cudagraphs
-    ops_backend: str | None = None     # A2U reassembly: auto (fused Triton on CUDA) | fused | reference; None: $A2U_OPS_BACKEND or auto
+    # torch.compile mode: default | reduce-overhead (CUDA graphs) | max-autotune | max-autotune-no-cudagraphs
+    compile_mode: str = "default"
+    # A2U reassembly: auto (fused Triton kernels on CUDA) | fused | reference; None keeps $A2U_OPS_BACKEND (or auto)
+    ops_backend: str | None = None
     find_unused_parameters: bool = False
 
 
