@@ -17,20 +17,26 @@ META_FILE = "meta.json"
 
 
 def capture_rng_state() -> dict[str, Any]:
-    """Python, NumPy, torch (and CUDA) generator states of this process."""
+    """Python, NumPy, torch and (where CUDA is up) the current GPU's generator states of this process.
+
+    Only the current GPU's: a worker trains on one device, and the GPUs visible to the restarted worker may be fewer
+    or numbered differently."""
     state: dict[str, Any] = {"python": random.getstate(), "numpy": np.random.get_state(),
                              "torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state()
     return state
 
 
 def restore_rng_state(state: dict[str, Any]) -> None:
+    """Inverse of `capture_rng_state`; the CUDA state goes to the current GPU (a list from older checkpoints: its
+    first entry)."""
     random.setstate(state["python"])
     np.random.set_state(state["numpy"])
     torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+    cuda = state.get("cuda")
+    if cuda is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state(cuda[0] if isinstance(cuda, (list, tuple)) else cuda)
 
 
 def write_checkpoint(directory: str | Path, state: dict[str, Any]) -> Path:

@@ -18,6 +18,7 @@ import torch.distributed as dist
 
 from jobs.checkpointing import capture_rng_state, read_checkpoint, restore_rng_state, unwrap, write_checkpoint
 from jobs.config import TrainConfig, config_from_dict
+from jobs.training_state import build_training_state
 from jobs.images import grid_png, to_u8
 
 log = logging.getLogger("jobs.train_loop")
@@ -103,7 +104,7 @@ class _Trainer:
         import ray.train.torch
 
         from model.losses import matting_loss
-        from model.net import A2UMatting, convert_sync_batchnorm, parameter_groups
+        from model.net import A2UMatting, convert_sync_batchnorm
 
         self.cfg = config_from_dict(config["cfg"])
         self.run_id: str = config["mlflow_run_id"]
@@ -120,24 +121,22 @@ class _Trainer:
         net = A2UMatting(**cfg.model.options)
         if self.world > 1 and cfg.model.sync_batchnorm and self.device.type == "cuda":
             net = convert_sync_batchnorm(net)  # PyTorch's SyncBatchNorm is GPU-only
-        fused = cfg.perf.fused_optimizer and self.device.type == "cuda"  # one multi-tensor kernel per step
-        self.optimizer = torch.optim.Adam(parameter_groups(net, cfg.optim.lr, cfg.optim.backbone_lr_ratio),
-                                          lr=cfg.optim.lr, betas=tuple(cfg.optim.betas), eps=cfg.optim.eps,
-                                          weight_decay=cfg.optim.weight_decay, fused=True if fused else None)
-        self.scheduler = torch.optim.lr_scheduler.MultiStepLR(self.optimizer, cfg.optim.milestones, cfg.optim.gamma)
-        self.step, self.epoch, self.batch_in_epoch = 0, 0, 0
-        restored = self._restore(net, config.get("resume_from"))
-        if not restored and cfg.model.pretrained.strip().lower() != "none":  # ImageNet encoder init (issue 7)
+        saved = self._saved_state(config.get("resume_from"))
+        if saved is None and cfg.model.pretrained.strip().lower() != "none":  # ImageNet encoder init
             from model.pretrained import load_pretrained_encoder
 
             load_pretrained_encoder(net, cfg.model.pretrained.strip())
-        if not restored:  # distinct per-rank streams for anything random outside the data loader
+        # weights -> device -> optimiser -> optimiser state: Adam's moments land beside their parameters
+        state = build_training_state(net, cfg, self.device, saved)
+        self.optimizer, self.scheduler = state.optimizer, state.scheduler
+        self.step, self.epoch, self.batch_in_epoch = state.step, state.epoch, state.batch_in_epoch
+        if saved is not None:
+            self._restore_position(saved)
+        else:  # distinct per-rank streams for anything random outside the data loader
             torch.manual_seed(cfg.run.seed * 1000 + self.rank + 1)
             np.random.seed(cfg.run.seed * 1000 + self.rank + 1)
-        if cfg.perf.channels_last:
-            net = net.to(memory_format=torch.channels_last)
         self.net = ray.train.torch.prepare_model(
-            net, parallel_strategy_kwargs={"find_unused_parameters": cfg.perf.find_unused_parameters})
+            state.net, parallel_strategy_kwargs={"find_unused_parameters": cfg.perf.find_unused_parameters})
         if cfg.perf.compile:
             self.net = torch.compile(self.net, mode=cfg.perf.compile_mode)
         self.worker_nodes = _gather(ray.get_runtime_context().get_node_id(), self.world)  # rank -> Ray node id
@@ -151,35 +150,36 @@ class _Trainer:
             self.logger.client.set_tag(self.run_id, "a2u.worker_nodes", json.dumps(self.worker_nodes))
 
     # ---------------------------------------------------------------- resume
-    def _restore(self, net: torch.nn.Module, resume_from: str | None) -> bool:
+    def _saved_state(self, resume_from: str | None) -> dict[str, Any] | None:
+        """The state to resume from: Ray's latest checkpoint of this run, else `resume_from`, else None."""
         import ray.train
 
         ckpt = ray.train.get_checkpoint()
         if ckpt is not None:
             with ckpt.as_directory() as d:
-                state = read_checkpoint(d)
-            source = ckpt.path
-        elif resume_from:
-            state, source = read_checkpoint(resume_from), resume_from
-        else:
-            return False
-        net.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
-        self.step, self.epoch, self.batch_in_epoch = state["step"], state["epoch"], state["batch_in_epoch"]
-        if state.get("mlflow_run_id") and state["mlflow_run_id"] != self.run_id:
-            log.warning("checkpoint belongs to MLflow run %s; continuing that run", state["mlflow_run_id"])
-            self.run_id = state["mlflow_run_id"]
-        rng = state.get("rng") or []
-        if state.get("world_size") == self.world and len(rng) == self.world:
+                saved = read_checkpoint(d)
+            saved["_source"] = ckpt.path
+            return saved
+        if resume_from:
+            saved = read_checkpoint(resume_from)
+            saved["_source"] = resume_from
+            return saved
+        return None
+
+    def _restore_position(self, saved: dict[str, Any]) -> None:
+        """MLflow run and RNG streams of a restored checkpoint (weights and optimiser are already loaded)."""
+        if saved.get("mlflow_run_id") and saved["mlflow_run_id"] != self.run_id:
+            log.warning("checkpoint belongs to MLflow run %s; continuing that run", saved["mlflow_run_id"])
+            self.run_id = saved["mlflow_run_id"]
+        rng = saved.get("rng") or []
+        if saved.get("world_size") == self.world and len(rng) == self.world:
             restore_rng_state(rng[self.rank])
         elif self.batch_in_epoch:
             log.warning("world size changed (%s -> %s): resuming mid-epoch, the data order differs from the "
-                        "uninterrupted run", state.get("world_size"), self.world)
+                        "uninterrupted run", saved.get("world_size"), self.world)
         if self.rank == 0:
-            log.info("resumed from %s at step %d (epoch %d, batch %d)", source, self.step, self.epoch,
+            log.info("resumed from %s at step %d (epoch %d, batch %d)", saved["_source"], self.step, self.epoch,
                      self.batch_in_epoch)
-        return True
 
     # ---------------------------------------------------------------- checkpoints
     def _checkpoint(self, metrics: dict[str, float]) -> None:

@@ -21,6 +21,7 @@ supported.
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import os
@@ -80,6 +81,12 @@ def _kernels() -> ModuleType:
     from model.triton_kernels import reassembly
 
     return reassembly
+
+
+def _on_device_of(t: Tensor) -> contextlib.AbstractContextManager:
+    """Make `t`'s GPU the current one for a launch: Triton launches on the current device, so without this a tensor
+    on cuda:1 would be addressed by a kernel running on cuda:0."""
+    return torch.cuda.device(t.device) if t.device.type == "cuda" else contextlib.nullcontext()
 
 
 def _check_launchable(t: Tensor) -> None:
@@ -272,7 +279,8 @@ def _down_backward(go: Tensor, x: Tensor, m: Tensor, k: int, groups: int, scale:
 @torch.library.custom_op("a2u::upsample", mutates_args=())
 def upsample_op(features: Tensor, kernels: Tensor, kernel_size: int, groups: int, scale: int) -> Tensor:
     """Fused A2U upsampling (A2U_SPEC.md §2.1)."""
-    return _up_forward(features, kernels, kernel_size, groups, scale)
+    with _on_device_of(features):
+        return _up_forward(features, kernels, kernel_size, groups, scale)
 
 
 @upsample_op.register_fake
@@ -285,7 +293,8 @@ def _upsample_fake(features: Tensor, kernels: Tensor, kernel_size: int, groups: 
 def upsample_backward_op(grad_out: Tensor, features: Tensor, kernels: Tensor, kernel_size: int, groups: int,
                          scale: int, need_features: bool, need_kernels: bool) -> tuple[Tensor, Tensor]:
     """Gradients of `a2u::upsample` (empty tensors for the ones not needed)."""
-    return _up_backward(grad_out, features, kernels, kernel_size, groups, scale, need_features, need_kernels)
+    with _on_device_of(features):
+        return _up_backward(grad_out, features, kernels, kernel_size, groups, scale, need_features, need_kernels)
 
 
 @upsample_backward_op.register_fake
@@ -299,7 +308,8 @@ def _upsample_backward_fake(grad_out: Tensor, features: Tensor, kernels: Tensor,
 @torch.library.custom_op("a2u::downsample", mutates_args=())
 def downsample_op(features: Tensor, kernels: Tensor, kernel_size: int, groups: int, scale: int) -> Tensor:
     """Fused A2U downsampling (A2U_SPEC.md §2.2)."""
-    return _down_forward(features, kernels, kernel_size, groups, scale)
+    with _on_device_of(features):
+        return _down_forward(features, kernels, kernel_size, groups, scale)
 
 
 @downsample_op.register_fake
@@ -312,7 +322,8 @@ def _downsample_fake(features: Tensor, kernels: Tensor, kernel_size: int, groups
 def downsample_backward_op(grad_out: Tensor, features: Tensor, kernels: Tensor, kernel_size: int, groups: int,
                            scale: int, need_features: bool, need_kernels: bool) -> tuple[Tensor, Tensor]:
     """Gradients of `a2u::downsample` (empty tensors for the ones not needed)."""
-    return _down_backward(grad_out, features, kernels, kernel_size, groups, scale, need_features, need_kernels)
+    with _on_device_of(features):
+        return _down_backward(grad_out, features, kernels, kernel_size, groups, scale, need_features, need_kernels)
 
 
 @downsample_backward_op.register_fake

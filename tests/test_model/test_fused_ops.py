@@ -312,6 +312,38 @@ def test_bad_arguments_raise(call, match):
         call()
 
 
+def test_every_launch_runs_under_the_features_device(monkeypatch):
+    """Triton launches on the current GPU: each fused op (forward and backward) makes the tensors' GPU current."""
+    seen = []
+
+    class Guard:
+        def __init__(self, device):
+            seen.append(device)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+    monkeypatch.setattr(torch.cuda, "device", Guard)
+    with fused_ops._on_device_of(torch.empty(0, device="meta").as_strided((0,), (1,))):
+        pass
+    assert seen == []  # not a CUDA tensor: nothing to switch
+    fake_cuda = type("T", (), {"device": torch.device("cuda", 1)})()
+    with fused_ops._on_device_of(fake_cuda):
+        pass
+    assert seen == [torch.device("cuda", 1)]
+    devices = []
+    original = fused_ops._on_device_of
+    monkeypatch.setattr(fused_ops, "_on_device_of", lambda t: devices.append(t.device) or original(t))
+    x, m = _inputs((1, 2, 3, 3), (1, 9, 6, 6))
+    fused_upsample(x.requires_grad_(), m.requires_grad_(), 3).sum().backward()
+    xd, md = _inputs((1, 2, 4, 4), (1, 36, 2, 2))
+    fused_downsample(xd.requires_grad_(), md.requires_grad_(), 6).sum().backward()
+    assert devices == [x.device] * 4
+
+
 # ------------------------------------------------------------------------------------------------ GPU only
 @pytest.mark.gpu
 @pytest.mark.parametrize("dtype,tol", [(torch.float32, 1e-5), (torch.bfloat16, 2e-2)], ids=["fp32", "bf16"])
