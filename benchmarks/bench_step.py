@@ -168,16 +168,20 @@ class Stepper:
 def seeded_forward_backward(stepper: Stepper, inputs, target) -> tuple[torch.Tensor, torch.Tensor]:
     """Output and the concatenated parameter gradients of one forward/backward from the initial weights.
 
-    Run in eval mode (BatchNorm with its running statistics, no dropout): the check compares the math of the
+    TF32 is off for the check (cuDNN convolutions use it by default on Ampere and later: fp32 variants that reorder
+    work would differ at TF32 precision). Run in eval mode (BatchNorm with its running statistics, no dropout): the check compares the math of the
     swapped A2U pieces, and batch statistics of tiny batches/maps (the 1×1 ASPP image-pool BN) would amplify
     rounding differences by orders of magnitude and hide that comparison. Timing runs in train mode.
     """
     stepper.opt.zero_grad(set_to_none=True)
     stepper.net.eval()
+    tf32 = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False  # fp32 means fp32 here
     try:
         pred = stepper.loss_and_backward(inputs, target).detach().float()
     finally:
         stepper.net.train()
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = tf32
     grads = torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).float().flatten()
                        for p in stepper.net.parameters()])
     return pred, grads
