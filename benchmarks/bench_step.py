@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 import torch
+import torch._dynamo
 import torch.nn.functional as F
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -289,6 +290,8 @@ def run(args: argparse.Namespace) -> list[dict]:
                 row = {"variant": variant, "batch": batch, "crop": args.crop, "dtype": dtype,
                        "compile": args.compile, "channels_last": args.channels_last}
                 try:
+                    if args.compile:  # a fresh Dynamo cache per row: each row is its own program, and the
+                        torch._dynamo.reset()  # shared cache would hit the recompile limit and run later rows eagerly
                     with swapped(variant):
                         stepper = Stepper(base, device, dtype, args.compile, args.channels_last)
                         out, grad = seeded_forward_backward(stepper, inputs, target)

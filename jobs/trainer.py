@@ -47,6 +47,22 @@ def check_dataset(dataset_dir: str) -> None:
         raise JobError(f"{manifest} lists no fg-/train- shards to train on; {hint}")
 
 
+def check_cluster_fits(cfg: TrainConfig, resources: dict[str, float]) -> None:
+    """Refuse a worker group the Ray cluster cannot place: Ray would otherwise wait for GPUs or CPUs that never come
+    and time out long after the MLflow run was made. `resources` is `ray.cluster_resources()` (autoscaling clusters
+    that add nodes on demand report only what they have now: start with the nodes the job needs)."""
+    sc = cfg.scaling
+    gpus, cpus = float(resources.get("GPU", 0)), float(resources.get("CPU", 0))
+    if sc.use_gpu and gpus < sc.num_workers:
+        fix = (f"set scaling.num_workers={int(gpus)}" if gpus >= 1 else "set scaling.use_gpu=false")
+        raise JobError(f"scaling.num_workers={sc.num_workers} with scaling.use_gpu=true needs {sc.num_workers} "
+                       f"GPU(s) (one per worker), but the Ray cluster has {gpus:g}: {fix}, or add GPU nodes")
+    if cpus < sc.num_workers * sc.cpus_per_worker:
+        raise JobError(f"scaling.num_workers={sc.num_workers} × scaling.cpus_per_worker={sc.cpus_per_worker} needs "
+                       f"{sc.num_workers * sc.cpus_per_worker} CPUs, but the Ray cluster has {cpus:g}: lower one of "
+                       "them (or scaling.local_num_cpus for the embedded local cluster), or add nodes")
+
+
 def _storage_path(cfg: TrainConfig) -> str:
     sp = cfg.run.storage_path
     return sp if "://" in sp else str(Path(sp).expanduser().resolve())
@@ -70,29 +86,31 @@ def run_training(cfg: TrainConfig) -> TrainOutcome:
     run_dir = f"{storage.rstrip('/')}/{name}"
     local_run_dir = None if "://" in storage else run_dir
 
-    experiment_id = tracking.ensure_experiment(tracking_uri, cfg.tracking.experiment)
-    run_id, resumed = tracking.find_or_create_run(tracking_uri, experiment_id, run_dir, name)
-    tracking.log_params_once(tracking_uri, run_id, flatten(cfg.to_dict()))
-    from mlflow.tracking import MlflowClient
-
-    client = MlflowClient(tracking_uri)
-    client.log_text(run_id, to_yaml(cfg), f"config/resolved{'_resume_' + time.strftime('%H%M%S') if resumed else ''}.yaml")
-    log.info("MLflow run %s (%s) at %s%s", run_id, name, tracking_uri, " — resuming" if resumed else "")
-
-    from jobs.train_loop import NONFINITE_KEY
-
-    if NONFINITE_KEY in client.get_run(run_id).data.tags:  # left by an earlier invocation
-        client.delete_tag(run_id, NONFINITE_KEY)
     started_local = ray_env.connect(cfg.scaling.local_num_cpus)
     try:
-        result = _fit(cfg, name, storage, run_id, tracking_uri, local_run_dir)
-    except BaseException:
-        client.set_terminated(run_id, status="FAILED")
-        raise
+        import ray
+
+        check_cluster_fits(cfg, ray.cluster_resources())  # before an MLflow run exists for a job that cannot start
+        experiment_id = tracking.ensure_experiment(tracking_uri, cfg.tracking.experiment)
+        run_id, resumed = tracking.find_or_create_run(tracking_uri, experiment_id, run_dir, name)
+        tracking.log_params_once(tracking_uri, run_id, flatten(cfg.to_dict()))
+        from mlflow.tracking import MlflowClient
+
+        client = MlflowClient(tracking_uri)
+        client.log_text(run_id, to_yaml(cfg), f"config/resolved{'_resume_' + time.strftime('%H%M%S') if resumed else ''}.yaml")
+        log.info("MLflow run %s (%s) at %s%s", run_id, name, tracking_uri, " — resuming" if resumed else "")
+
+        from jobs.train_loop import NONFINITE_KEY
+
+        if NONFINITE_KEY in client.get_run(run_id).data.tags:  # left by an earlier invocation
+            client.delete_tag(run_id, NONFINITE_KEY)
+        try:
+            result = _fit(cfg, name, storage, run_id, tracking_uri, local_run_dir)
+        except BaseException:
+            client.set_terminated(run_id, status="FAILED")
+            raise
     finally:
         if started_local:
-            import ray
-
             ray.shutdown()
 
     ckpt_path = result.checkpoint.path if result.checkpoint is not None else None

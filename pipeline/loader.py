@@ -162,11 +162,36 @@ class TrainLoader:
         # torch's thread count is per thread (OpenMP): the helper's conversions run on one thread too, for the same
         # reason as `single_torch_thread` (idle OpenMP workers spin and burn the cores DALI needs)
         self._pool = concurrent.futures.ThreadPoolExecutor(
-            1, thread_name_prefix="dali-finish",
-            initializer=(lambda: torch.set_num_threads(1)) if self.device.type == "cpu" else None)
+            1, thread_name_prefix="dali-finish", initializer=self._init_helper_thread)
+        # on the GPU the crop step runs on a stream of its own: its host syncs (the crop centre is a data-dependent
+        # draw) then wait for the crop's own kernels only, not for the training step queued on the main stream
+        self._crop_stream = torch.cuda.Stream(self.device) if self.device.type == "cuda" else None
 
     def __len__(self) -> int:
         return self.iterations
+
+    def _init_helper_thread(self) -> None:
+        """The helper's torch state: one CPU thread (as `single_torch_thread`, for the same reason), or the loader's
+        GPU as its current device (the current device is per thread, and a new thread starts on GPU 0)."""
+        if self.device.type == "cuda":
+            torch.cuda.set_device(self.device)
+        else:
+            torch.set_num_threads(1)
+
+    def _crop_on_own_stream(self, plan: BatchPlan, a1, a2) -> tuple[dict[str, list], list[torch.Tensor]]:
+        """`_crop_step` on the crop stream (GPU), its results handed over to the helper thread's stream: the crop
+        stream's work is finished and each tensor is marked as used there, so the allocator does not reuse its memory
+        early."""
+        if self._crop_stream is None:
+            return self._crop_step(plan, a1, a2)
+        with torch.cuda.stream(self._crop_stream):
+            feeds, trimaps = self._crop_step(plan, a1, a2)
+        self._crop_stream.synchronize()
+        consumer = torch.cuda.default_stream(self.device)
+        for t in [*trimaps, *(v for values in feeds.values() for v in values)]:
+            if isinstance(t, torch.Tensor) and t.is_cuda:
+                t.record_stream(consumer)
+        return feeds, trimaps
 
     def set_epoch(self, epoch: int, start_batch: int = 0) -> None:
         """Select the epoch the next pass yields, from batch `start_batch` on (that pass yields len(self) -
@@ -225,7 +250,7 @@ class TrainLoader:
         plan = self._inflight.pop(g)
         self._next_out = g + 1
         with single_torch_thread(self.device):
-            feeds, trimaps = self._crop_step(plan, a1, a2)
+            feeds, trimaps = self._crop_on_own_stream(plan, a1, a2)
         return plan, feeds, trimaps
 
     def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:

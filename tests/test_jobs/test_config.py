@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from jobs.config import config_from_dict, flatten, load_config
+from jobs.config import TrainConfig, config_from_dict, flatten, load_config
 from jobs.errors import JobError
 
 CONFIGS = sorted((Path(__file__).resolve().parents[2] / "jobs" / "configs").glob("*.yaml"))
@@ -83,3 +83,19 @@ def test_ops_backend_switches_model_ops(monkeypatch: pytest.MonkeyPatch) -> None
         fused_ops.select_backend(x)     # fused asked for on a CPU tensor without the interpreter: refused
     apply_ops_backend(load_config(None, ["perf.ops_backend=auto"]))
     assert fused_ops.select_backend(x) == "reference"   # auto on CPU
+
+
+@pytest.mark.parametrize("scaling,resources,match", [
+    ({"num_workers": 2, "use_gpu": True}, {"CPU": 16, "GPU": 1}, r"needs 2 GPU\(s\).*has 1: set scaling.num_workers=1"),
+    ({"num_workers": 1, "use_gpu": True}, {"CPU": 16}, r"has 0: set scaling.use_gpu=false"),
+    ({"num_workers": 2, "cpus_per_worker": 4}, {"CPU": 2}, r"needs 8 CPUs, but the Ray cluster has 2"),
+])
+def test_a_worker_group_the_cluster_cannot_place_is_refused(scaling, resources, match) -> None:
+    from jobs.trainer import check_cluster_fits
+
+    cfg = TrainConfig()
+    for key, value in scaling.items():
+        setattr(cfg.scaling, key, value)
+    with pytest.raises(JobError, match=match):
+        check_cluster_fits(cfg, resources)
+    check_cluster_fits(cfg, {"CPU": 64, "GPU": 8})  # enough of both
