@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# The DALI half of the GPU check (benchmarks/gpu_check.sh is the model half): the "mixed" decoders and the DLPack
+# hand-over of the training and evaluation loaders (tests/test_pipeline/test_gpu.py), and the GPU loader's speed at
+# crop 512, batch 32, on a machine whose python3 has torch with CUDA but no DALI and no package index.
+#   --stash   move the DALI wheel pieces brought in this transfer (.whl/dali/piece-*) to /tmp/dali-pieces and stop
+#   (none)    reassemble the pieces (benchmarks/gpu_dali_pack.sh made them), install into /tmp/dali-site, run
+# Results: dali_tests.txt and dali_speed.json in $OUT (default ./gpu_check_out).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+STASH=/tmp/dali-pieces
+mkdir -p "$STASH"
+if [ -d .whl/dali ]; then find .whl/dali -name '*.part*' -exec mv {} "$STASH"/ \; ; fi
+[ "${1:-}" = "--stash" ] && { ls "$STASH"; exit 0; }
+OUT="${OUT:-$PWD/gpu_check_out}"; mkdir -p "$OUT"
+wheels=/tmp/dali-wheels; mkdir -p "$wheels"
+for first in "$STASH"/*.part00; do
+  [ -e "$first" ] || { echo "no DALI pieces in $STASH: run benchmarks/gpu_dali_pack.sh and bring them over"; exit 2; }
+  whl="$wheels/$(basename "${first%.part00}")"; cat "${first%.part00}".part* > "$whl"
+done
+python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/dali-site "$wheels"/*.whl || exit 1
+export PYTHONPATH=/tmp/dali-site${PYTHONPATH:+:$PYTHONPATH}
+python3 -m pytest -q -p no:cacheprovider --timeout 300 tests/test_pipeline/test_gpu.py 2>&1 | tee "$OUT/dali_tests.txt"
+tests=${PIPESTATUS[0]}
+data=/tmp/a2u_gpu_loader_1024
+[ -f "$data/manifest.json" ] || python3 -m data_prep synthetic --out "$data" --count 64 --size 1024 --seed 0
+python3 - "$data" "$OUT/dali_speed.json" <<'PY'
+import json, sys, time
+import torch
+import pipeline
+data, out = sys.argv[1], sys.argv[2]
+rows = []
+for batch, threads in ((32, 4), (32, 8)):
+    ld = pipeline.build_train_loader(data, batch, 512, device="cuda", num_threads=threads, iterations_per_epoch=25)
+    it = iter(ld); next(it); torch.cuda.synchronize(); t0 = time.perf_counter(); n = 0
+    for b in it:
+        n += b["image"].shape[0]
+    torch.cuda.synchronize()
+    rows.append({"batch": batch, "crop": 512, "threads": threads, "samples_per_s": n / (time.perf_counter() - t0)})
+    print(json.dumps(rows[-1]), flush=True)
+json.dump(rows, open(out, "w"), indent=1)
+PY
+speed=$?
+[ "$tests" = 0 ] && [ "$speed" = 0 ]
