@@ -185,22 +185,38 @@ def composition1k_inputs(root: Path, bg_dir: Path) -> FolderInputs:
     test_merged: list[tuple[str, Path, Path, Path | None]] = []
     test_root = root / "Test_set"
     if test_root.is_dir():
-        alt = test_root / "Adobe-licensed images"
-        merged_dir = _first_dir([test_root / "merged", alt / "merged"])
-        alpha_dir = _first_dir([test_root / "alpha", alt / "alpha"])
-        trimap_dir = _first_dir([test_root / "trimaps", alt / "trimaps"])
-        if merged_dir is None or alpha_dir is None:
-            raise InputError(f"{test_root}: needs merged/ and alpha/ directories (trimaps/ optional)")
-        alphas = unique_stems(list_images(alpha_dir, "test alpha", bad), "test alpha", bad)
-        trimaps = unique_stems(list_images(trimap_dir, "test trimap", bad), "test trimap", bad) if trimap_dir else {}
-        for stem, merged in sorted(unique_stems(list_images(merged_dir, "test composite", bad), "test composite",
-                                                bad).items()):
-            fg_name, _, idx = stem.rpartition("_")
-            if not fg_name or not idx.isdigit() or fg_name not in alphas:
-                bad.append(BadInputError(merged, f"test composite name is not <fg>_<i> with an alpha {fg_name or stem}.*"
-                                                 f" in {alpha_dir}"))
-                continue
-            test_merged.append((stem, merged, alphas[fg_name], trimaps.get(stem) or trimaps.get(fg_name)))
+        test_merged = composition1k_test_files(test_root, bad)
     else:
         log.warning("%s: no Test_set directory; no test shards are written", root)
     return FolderInputs(pairs, bgs, test_merged, bad)
+
+
+def is_composition1k_test_set(test_root: Path) -> bool:
+    """True if `test_root` has the Test_set layout's merged/ and alpha/ (directly or under 'Adobe-licensed images')."""
+    alt = test_root / "Adobe-licensed images"
+    return (_first_dir([test_root / "merged", alt / "merged"]) is not None
+            and _first_dir([test_root / "alpha", alt / "alpha"]) is not None)
+
+
+def composition1k_test_files(test_root: Path, bad: list[BadInputError]) -> list[tuple[str, Path, Path, Path | None]]:
+    """(stem, merged, alpha, trimap or None) of a Test_set folder: `{merged,alpha,trimaps}` (each also looked up
+    under 'Adobe-licensed images/'), composites `<fg>_<i>.*`, alphas `<fg>.*`, trimaps `<fg>_<i>.*` or `<fg>.*`.
+    The one reader of this layout: shard building and folder evaluation both use it. Bad files go to `bad`."""
+    alt = test_root / "Adobe-licensed images"
+    merged_dir = _first_dir([test_root / "merged", alt / "merged"])
+    alpha_dir = _first_dir([test_root / "alpha", alt / "alpha"])
+    trimap_dir = _first_dir([test_root / "trimaps", alt / "trimaps"])
+    if merged_dir is None or alpha_dir is None:
+        raise InputError(f"{test_root}: needs merged/ and alpha/ directories (trimaps/ optional)")
+    alphas = unique_stems(list_images(alpha_dir, "test alpha", bad), "test alpha", bad)
+    trimaps = unique_stems(list_images(trimap_dir, "test trimap", bad), "test trimap", bad) if trimap_dir else {}
+    out: list[tuple[str, Path, Path, Path | None]] = []
+    for stem, merged in sorted(unique_stems(list_images(merged_dir, "test composite", bad), "test composite",
+                                            bad).items()):
+        fg_name, _, idx = stem.rpartition("_")
+        if not fg_name or not idx.isdigit() or fg_name not in alphas:
+            bad.append(BadInputError(merged, f"test composite name is not <fg>_<i> with an alpha {fg_name or stem}.*"
+                                             f" in {alpha_dir}"))
+            continue
+        out.append((stem, merged, alphas[fg_name], trimaps.get(stem) or trimaps.get(fg_name)))
+    return out

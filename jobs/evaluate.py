@@ -15,7 +15,7 @@ import numpy as np
 from tqdm import tqdm
 
 from jobs.errors import JobError
-from jobs.images import IMAGE_SUFFIXES, check_trimap, read_gray, read_rgb, to_u8
+from jobs.images import check_trimap, read_gray, read_rgb, to_u8
 
 log = logging.getLogger(__name__)
 
@@ -31,42 +31,34 @@ class EvalSample:
     alpha: np.ndarray   # H×W uint8
 
 
-def _comp1k_dirs(root: Path) -> tuple[Path, Path, Path] | None:
-    def first(*names: str) -> Path | None:
-        return next((root / n for n in names if (root / n).is_dir()), None)
+def _folder_files(root: Path) -> list[tuple[str, Path, Path, Path | None]]:
+    """The Test_set layout's (stem, merged, alpha, trimap) via data_prep's reader of that layout; bad files fail."""
+    from data_prep.plans import composition1k_test_files
+    from data_prep.sources import InputError
 
-    merged, alpha, trimaps = first("merged", "image", "images"), first("alpha", "alpha_copy", "mask"), \
-        first("trimaps", "trimap")
-    return (merged, alpha, trimaps) if merged and alpha and trimaps else None
-
-
-def _match(folder: Path, stem: str) -> Path | None:
-    """`stem.*` in folder, else the foreground's own file (`<fg>_<bg index>` -> `<fg>`), as Comp-1k ships alphas."""
-    for candidate in (stem, stem.rsplit("_", 1)[0] if "_" in stem else None):
-        if candidate is None:
-            continue
-        for suffix in IMAGE_SUFFIXES:
-            if (folder / f"{candidate}{suffix}").is_file():
-                return folder / f"{candidate}{suffix}"
-    return None
+    bad: list = []
+    try:
+        files = composition1k_test_files(root, bad)
+    except InputError as exc:
+        raise JobError(str(exc)) from exc
+    if bad:
+        raise JobError(f"{root}: {bad[0]}" + (f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""))
+    if not files:
+        raise JobError(f"{root}: merged/ holds no images")
+    missing = [str(m) for _, m, _, t in files if t is None]
+    if missing:
+        raise JobError(f"{missing[0]}: no matching trimap file (trimaps/<name>.png or trimaps/<fg>.png)")
+    return files
 
 
 def iter_folder(root: Path) -> Iterator[EvalSample]:
-    dirs = _comp1k_dirs(root)
-    assert dirs is not None
-    merged, alpha_dir, trimap_dir = dirs
-    files = sorted(p for p in merged.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-    if not files:
-        raise JobError(f"{merged} holds no images")
-    for f in files:
-        a, t = _match(alpha_dir, f.stem), _match(trimap_dir, f.stem)
-        if a is None or t is None:
-            raise JobError(f"{f}: no matching {'alpha' if a is None else 'trimap'} file in "
-                           f"{alpha_dir if a is None else trimap_dir}")
-        image, alpha, trimap = read_rgb(f), read_gray(a), check_trimap(read_gray(t), t)
+    for stem, merged, alpha_path, trimap_path in _folder_files(root):
+        image, alpha = read_rgb(merged), read_gray(alpha_path)
+        trimap = check_trimap(read_gray(trimap_path), trimap_path)  # type: ignore[arg-type]
         if not (image.shape[:2] == alpha.shape == trimap.shape):
-            raise JobError(f"{f}: image {image.shape[:2]}, alpha {alpha.shape} and trimap {trimap.shape} differ in size")
-        yield EvalSample(f.stem, image, trimap, alpha)
+            raise JobError(f"{merged}: image {image.shape[:2]}, alpha {alpha.shape} and trimap {trimap.shape} differ "
+                           "in size")
+        yield EvalSample(stem, image, trimap, alpha)
 
 
 def iter_shards(root: Path) -> Iterator[EvalSample]:
@@ -89,11 +81,12 @@ def open_dataset(data: str) -> tuple[Iterator[EvalSample], int | None, str]:
             raise JobError(f"{manifest} lists no test-* shards; write them with data_prep (synthetic always does)")
         digest = hashlib.sha256(json.dumps(sorted(s.get("sha256", s["name"]) for s in shards)).encode()).hexdigest()
         return iter_shards(root), sum(int(s.get("samples", 0)) for s in shards) or None, f"shards:{digest[:16]}"
-    if _comp1k_dirs(root) is not None:
-        merged = _comp1k_dirs(root)[0]  # type: ignore[index]
-        files = sorted(p for p in merged.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-        digest = hashlib.sha256("|".join(f"{p.name}:{p.stat().st_size}" for p in files).encode()).hexdigest()
-        return iter_folder(root), len(files), f"folder:{digest[:16]}"
+    from data_prep.plans import is_composition1k_test_set
+
+    if is_composition1k_test_set(root):
+        merged = [m for _, m, _, _ in _folder_files(root)]
+        digest = hashlib.sha256("|".join(f"{p.name}:{p.stat().st_size}" for p in merged).encode()).hexdigest()
+        return iter_folder(root), len(merged), f"folder:{digest[:16]}"
     raise JobError(f"{data} is neither a shard directory (manifest.json) nor a Test_set folder (merged/ alpha/ trimaps/)")
 
 
