@@ -3,14 +3,14 @@ in-benchmark baselines, with a correctness check against the reference path at e
 
 Variants (same net, same initial weights, same batch; only the A2U pieces are swapped):
 - ``ours``            batched kernel generator (model.kernel_generator) + `model.ops` (fused Triton on CUDA, the
-                      reference tap loop on CPU; `A2U_OPS_BACKEND` honoured);
+                      reference tap loop on CPU; `$A2U_OPS_BACKEND` honoured);
 - ``per-sample-gen``  the generator replaced by a port of the official per-sample Python loop (A2U_SPEC.md §1.2);
 - ``unfold``          the reassembly replaced by a plain unfold + einsum formulation;
 - ``official-like``   both baselines at once (per-sample generator + unfold: the official structure, but with unfold in
                       place of the official CUDA kernels, which are not part of this repository).
 
 Correctness: for every (batch, crop, dtype) a seeded step of each variant is compared with the reference path
-(fp32, `A2U_OPS_BACKEND=reference`, batched generator) — relative L2 error of the output and of all parameter
+(fp32, the reference ops backend, batched generator) — relative L2 error of the output and of all parameter
 gradients; NaN/inf fail. Timing: CUDA events (GPU) / perf_counter (CPU), median of --iters after --warmup.
 Peak memory: `torch.cuda.max_memory_allocated` (GPU) / RSS growth during the first step, sampled every 2 ms (CPU,
 approximate).
@@ -44,6 +44,7 @@ sys.path.insert(0, str(REPO_ROOT))
 
 import model.net as net_module  # noqa: E402
 from model import ops  # noqa: E402
+from model.fused_ops import current_backend, ops_backend  # noqa: E402
 from model.ops import unfold_downsample, unfold_upsample  # noqa: E402
 from model.kernel_generator import A2UKernelGenerator  # noqa: E402
 from model.losses import matting_loss  # noqa: E402
@@ -99,20 +100,6 @@ def swapped(variant: str) -> Iterator[None]:
     finally:
         A2UKernelGenerator.forward = saved_fwd
         net_module.a2u_upsample, net_module.a2u_downsample = saved_up, saved_down
-
-
-@contextlib.contextmanager
-def ops_backend(name: str | None) -> Iterator[None]:
-    old = os.environ.get("A2U_OPS_BACKEND")
-    if name is not None:
-        os.environ["A2U_OPS_BACKEND"] = name
-    try:
-        yield
-    finally:
-        if old is None:
-            os.environ.pop("A2U_OPS_BACKEND", None)
-        else:
-            os.environ["A2U_OPS_BACKEND"] = old
 
 
 # ------------------------------------------------------------------------------------------------ step
@@ -417,7 +404,7 @@ def main(argv: list[str] | None = None) -> int:
     card = torch.cuda.get_device_name(args.device) if args.device.startswith("cuda") else platform.processor() or "cpu"
     stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     print(f"# bench_step: {card}, torch {torch.__version__}, threads {torch.get_num_threads()}, "
-          f"A2U_OPS_BACKEND={os.environ.get('A2U_OPS_BACKEND', 'auto')}, {stamp}", flush=True)
+          f"ops backend {current_backend()}, {stamp}", flush=True)
     if args.ops:
         rows = run_ops(args)
         print(ops_markdown(rows))

@@ -47,12 +47,11 @@ def _all_reduce(values: list[float], world: int) -> list[float]:
 
 
 def apply_ops_backend(cfg: TrainConfig) -> None:
-    """Make `perf.ops_backend` the choice of model.ops in this worker process (its one switch is the
-    A2U_OPS_BACKEND variable, read at each call); None leaves the environment's choice (default auto)."""
-    if cfg.perf.ops_backend is not None:
-        from model.fused_ops import BACKEND_ENV
+    """Make `perf.ops_backend` the reassembly backend of this worker process; None leaves the default
+    ($A2U_OPS_BACKEND, else auto)."""
+    from model.fused_ops import set_ops_backend
 
-        os.environ[BACKEND_ENV] = cfg.perf.ops_backend
+    set_ops_backend(cfg.perf.ops_backend)
 
 
 class _IntervalStats:

@@ -2,9 +2,10 @@
 work through them. Same contract and numbers as the reference `model.ops.a2u_upsample` / `a2u_downsample`
 (A2U_SPEC.md §2); the plain PyTorch path stays the reference and the CPU path.
 
-Backend choice (`select_backend`): environment variable `A2U_OPS_BACKEND` = `auto` (default: fused on CUDA when
-triton imports, reference otherwise) | `fused` (always; on CPU only in Triton interpreter mode, `TRITON_INTERPRET=1`
-set before the first fused call — for tests) | `reference`.
+Backend choice (`select_backend`): `auto` (fused on CUDA when triton imports, reference otherwise) | `fused` (always;
+on CPU only in Triton interpreter mode, `TRITON_INTERPRET=1` set before the first fused call — for tests) |
+`reference`, chosen with `set_ops_backend` / the `ops_backend` context; without a choice the environment variable
+`A2U_OPS_BACKEND` is the default, else auto.
 
 Dtypes: features and kernels are read in their own dtypes and accumulated in fp32 (fp64 if either is fp64); the
 output (and the feature gradient) has the features' dtype, the kernel gradient the kernels' dtype.
@@ -26,9 +27,12 @@ import functools
 import logging
 import os
 from types import ModuleType
+from typing import Iterator
 
 import torch
 from torch import Tensor
+
+from model.ops import check_downsample_args, check_upsample_args, downsample_offset
 
 log = logging.getLogger(__name__)
 
@@ -58,18 +62,51 @@ def _interpret_mode() -> bool:
     return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
 
 
-def select_backend(features: Tensor) -> str:
-    """Return "fused" or "reference" for this input, honouring `A2U_OPS_BACKEND`."""
-    choice = os.environ.get(BACKEND_ENV, "auto").strip().lower() or "auto"
+_CHOICE: str | None = None  # set_ops_backend / ops_backend; a plain global, which torch.compile guards on
+
+
+def _validated(name: str, source: str) -> str:
+    choice = name.strip().lower() or "auto"
     if choice not in _BACKENDS:
-        raise ValueError(f"{BACKEND_ENV}={choice!r}: expected one of {_BACKENDS}")
+        raise ValueError(f"{source}={name!r}: expected one of {_BACKENDS}")
+    return choice
+
+
+def set_ops_backend(name: str | None) -> None:
+    """Choose the reassembly backend for this process: `auto`, `fused` or `reference`; None returns to the default
+    (`$A2U_OPS_BACKEND`, else auto). Training sets it from the config's `perf.ops_backend` in each worker."""
+    global _CHOICE
+    _CHOICE = None if name is None else _validated(name, "ops backend")
+
+
+@contextlib.contextmanager
+def ops_backend(name: str | None) -> Iterator[None]:
+    """`set_ops_backend` for the duration of a `with` block (benchmarks and tests switch paths with it)."""
+    previous = _CHOICE
+    set_ops_backend(name)
+    try:
+        yield
+    finally:
+        set_ops_backend(previous)
+
+
+def current_backend() -> str:
+    """The explicit choice if one was made, else `$A2U_OPS_BACKEND` (the user-facing default), else auto."""
+    if _CHOICE is not None:
+        return _CHOICE
+    return _validated(os.environ.get(BACKEND_ENV, "auto"), BACKEND_ENV)
+
+
+def select_backend(features: Tensor) -> str:
+    """Return "fused" or "reference" for this input under the current choice (see `current_backend`)."""
+    choice = current_backend()
     if choice == "reference":
         return "reference"
     if choice == "fused":
         if not triton_available():
-            raise RuntimeError(f"{BACKEND_ENV}=fused but triton cannot be imported")
+            raise RuntimeError("ops backend 'fused' but triton cannot be imported")
         if features.device.type != "cuda" and not _interpret_mode():
-            raise RuntimeError(f"{BACKEND_ENV}=fused on a {features.device.type} tensor needs TRITON_INTERPRET=1 "
+            raise RuntimeError(f"ops backend 'fused' on a {features.device.type} tensor needs TRITON_INTERPRET=1 "
                                "(Triton's CPU interpreter, for tests); use auto or reference for CPU work")
         return "fused"
     return "fused" if features.device.type == "cuda" and triton_available() else "reference"
@@ -97,43 +134,6 @@ def _check_launchable(t: Tensor) -> None:
     if t.device.type != "cuda" and not interpreted:
         raise RuntimeError(f"fused A2U kernels on a {t.device.type} tensor need TRITON_INTERPRET=1 set before "
                            "model.triton_kernels is first imported")
-
-
-# ----------------------------------------------------------------------------------------------- shape checks
-def _check_common(name: str, features: Tensor, kernels: Tensor, kernel_size: int, groups: int, scale: int) -> None:
-    if features.dim() != 4 or kernels.dim() != 4:
-        raise ValueError(f"{name}: features and kernels must be 4-D (N×C×H×W), got {tuple(features.shape)} and "
-                         f"{tuple(kernels.shape)}")
-    if not features.is_floating_point() or not kernels.is_floating_point():
-        raise TypeError(f"{name}: features and kernels must be floating point, got {features.dtype}/{kernels.dtype}")
-    if features.device != kernels.device:
-        raise ValueError(f"{name}: features on {features.device}, kernels on {kernels.device}")
-    if kernel_size < 1 or groups < 1 or scale < 1:
-        raise ValueError(f"{name}: kernel_size, groups and scale must be ≥ 1, got {kernel_size}, {groups}, {scale}")
-    n, c = features.shape[:2]
-    if c % groups:
-        raise ValueError(f"{name}: channels {c} not divisible by groups {groups}")
-    if kernels.shape[0] != n or kernels.shape[1] != groups * kernel_size ** 2:
-        raise ValueError(f"{name}: kernels must be N×(groups·k²)×… = {n}×{groups * kernel_size ** 2}×…, got "
-                         f"{tuple(kernels.shape)}")
-
-
-def _check_up(features: Tensor, kernels: Tensor, kernel_size: int, groups: int, scale: int) -> None:
-    _check_common("a2u_upsample", features, kernels, kernel_size, groups, scale)
-    h, w = features.shape[2:]
-    if tuple(kernels.shape[2:]) != (scale * h, scale * w):
-        raise ValueError(f"a2u_upsample: kernels spatial size must be scale·(h, w) = {(scale * h, scale * w)}, got "
-                         f"{tuple(kernels.shape[2:])}")
-
-
-def _check_down(features: Tensor, kernels: Tensor, kernel_size: int, groups: int, scale: int) -> None:
-    _check_common("a2u_downsample", features, kernels, kernel_size, groups, scale)
-    hh, ww = features.shape[2:]
-    if hh % scale or ww % scale:
-        raise ValueError(f"a2u_downsample: feature size {(hh, ww)} not divisible by scale {scale}")
-    if tuple(kernels.shape[2:]) != (hh // scale, ww // scale):
-        raise ValueError(f"a2u_downsample: kernels spatial size must be (H, W)/scale = {(hh // scale, ww // scale)}, "
-                         f"got {tuple(kernels.shape[2:])}")
 
 
 # ----------------------------------------------------------------------------------------------- launch geometry
@@ -164,10 +164,6 @@ def _up_taps(kernel_size: int) -> tuple[int, int]:
     return 2 * radius + 1, radius
 
 
-def _down_pad(kernel_size: int) -> int:
-    return (kernel_size - 2) // 2 if kernel_size % 2 == 0 else (kernel_size - 1) // 2
-
-
 # ----------------------------------------------------------------------------------------------- launchers
 def _acc(x: Tensor, m: Tensor):
     """Accumulator dtype: fp32, or fp64 when either input is fp64 (keeps float64 checks exact)."""
@@ -181,7 +177,7 @@ def _strides(t: Tensor) -> tuple[int, int, int, int]:
     reach = sum((size - 1) * abs(stride) for size, stride in zip(t.shape[1:], t.stride()[1:]))
     if reach >= 2 ** 31:
         raise ValueError(f"fused A2U ops: one sample of a {tuple(t.shape)} tensor spans {reach} elements "
-                         "(≥ 2³¹); split the batch spatially or use A2U_OPS_BACKEND=reference")
+                         "(≥ 2³¹); split the batch spatially or use the reference ops backend")
     return t.stride(0), t.stride(1), t.stride(2), t.stride(3)
 
 
@@ -244,7 +240,7 @@ def _down_forward(x: Tensor, m: Tensor, k: int, groups: int, scale: int) -> Tens
     block_c, block_p, n_cblk = _tile(cg)
     grid = (-(-((hh // scale) * (ww // scale)) // block_p), n * groups * n_cblk)
     _kernels().down_fwd_kernel[grid](x, m, out, cg, groups, hh, ww, n_cblk, *_strides(x), *_strides(m),
-                                     *_strides(out), K=k, PAD=_down_pad(k), S=scale, BLOCK_C=block_c,
+                                     *_strides(out), K=k, PAD=downsample_offset(k), S=scale, BLOCK_C=block_c,
                                      BLOCK_P=block_p, ACC=_acc(x, m), num_warps=_NUM_WARPS)
     return out
 
@@ -254,7 +250,7 @@ def _down_backward(go: Tensor, x: Tensor, m: Tensor, k: int, groups: int, scale:
     _check_launchable(x)
     n, c, hh, ww = x.shape
     cg = c // groups
-    pad = _down_pad(k)
+    pad = downsample_offset(k)
     gx = _new_like(x, tuple(x.shape)) if need_x else x.new_empty(0)
     gm = _new_like(m, tuple(m.shape)) if need_m else m.new_empty(0)
     if go.numel() == 0:
@@ -367,13 +363,25 @@ def _autocast_features(features: Tensor) -> Tensor:
     return features
 
 
-def fused_upsample(features: Tensor, kernels: Tensor, kernel_size: int, groups: int = 1, scale: int = 2) -> Tensor:
-    """A2U upsampling with the Triton kernels; same contract as `model.ops.a2u_upsample`."""
-    _check_up(features, kernels, kernel_size, groups, scale)
+def fused_up_unchecked(features: Tensor, kernels: Tensor, kernel_size: int, groups: int = 1,
+                       scale: int = 2) -> Tensor:
+    """`fused_upsample` without the argument check (for `model.ops`, which has checked them already)."""
     return upsample_op(_autocast_features(features), kernels, int(kernel_size), int(groups), int(scale))
 
 
-def fused_downsample(features: Tensor, kernels: Tensor, kernel_size: int, groups: int = 1, scale: int = 2) -> Tensor:
-    """A2U downsampling with the Triton kernels; same contract as `model.ops.a2u_downsample`."""
-    _check_down(features, kernels, kernel_size, groups, scale)
+def fused_down_unchecked(features: Tensor, kernels: Tensor, kernel_size: int, groups: int = 1,
+                         scale: int = 2) -> Tensor:
+    """`fused_downsample` without the argument check (for `model.ops`, which has checked them already)."""
     return downsample_op(_autocast_features(features), kernels, int(kernel_size), int(groups), int(scale))
+
+
+def fused_upsample(features: Tensor, kernels: Tensor, kernel_size: int, groups: int = 1, scale: int = 2) -> Tensor:
+    """A2U upsampling with the Triton kernels; same contract and argument checks as `model.ops.a2u_upsample`."""
+    check_upsample_args(features, kernels, kernel_size, groups, scale)
+    return fused_up_unchecked(features, kernels, kernel_size, groups, scale)
+
+
+def fused_downsample(features: Tensor, kernels: Tensor, kernel_size: int, groups: int = 1, scale: int = 2) -> Tensor:
+    """A2U downsampling with the Triton kernels; same contract and argument checks as `model.ops.a2u_downsample`."""
+    check_downsample_args(features, kernels, kernel_size, groups, scale)
+    return fused_down_unchecked(features, kernels, kernel_size, groups, scale)

@@ -49,7 +49,7 @@ def _check_common(name: str, features: torch.Tensor, kernels: torch.Tensor, kern
         raise ValueError(f"{name}: kernels must be N×(groups·k²)×H×W (4-D), got shape {tuple(kernels.shape)}")
     if not features.is_floating_point() or not kernels.is_floating_point():
         raise ValueError(f"{name}: features and kernels must be floating point, got {features.dtype}/{kernels.dtype}")
-    # (issue 6) inside an autocast region features and kernels may differ in dtype: under CUDA autocast the
+    # inside an autocast region features and kernels may differ in dtype: under CUDA autocast the
     # generator's softmax/GroupNorm give fp32 kernels while the convs give bf16/fp16 features. The reference then
     # casts kernels to the features' dtype; the fused path reads both as they are (model/fused_ops.py).
     if features.dtype != kernels.dtype and not torch.is_autocast_enabled(features.device.type):
@@ -233,7 +233,7 @@ def _reference(features: torch.Tensor, kernels: torch.Tensor, k: int, groups: in
                backward_fn: Callable[..., tuple], unfold_fn: Callable[..., torch.Tensor],
                low_res_pixels: int, op: str) -> torch.Tensor:
     """Pick the formulation of one reassembly (see reference_upsample) and run it."""
-    kernels = kernels.to(features.dtype)  # (issue 6) mixed dtypes under autocast; no-op otherwise
+    kernels = kernels.to(features.dtype)  # mixed dtypes under autocast; no-op otherwise
     if torch.compiler.is_exporting():
         return rows_fn(features, kernels, k, groups, scale)
     if features.device.type == "cpu" and low_res_pixels <= SMALL_MAP_PIXELS[op]:
@@ -361,12 +361,13 @@ def _select_fast_path(op: str, features: torch.Tensor) -> Optional[_Op]:
     ``(features, kernels, kernel_size, groups, scale)`` that matches the reference within dtype rounding, or
     ``None`` to use the reference.
     """
-    # --- fused Triton path (issue 6; model/fused_ops.py). A2U_OPS_BACKEND=auto|fused|reference; auto = fused on
-    # CUDA when triton imports, the reference everywhere else. ---
+    # fused Triton path (model/fused_ops.py): backend auto | fused | reference (`fused_ops.set_ops_backend`, else
+    # $A2U_OPS_BACKEND); auto = fused on CUDA when triton imports, the reference everywhere else. The arguments are
+    # checked already, so the unchecked entry points are used.
     from model import fused_ops
 
     if fused_ops.select_backend(features) == "fused":
-        return fused_ops.fused_upsample if op == "upsample" else fused_ops.fused_downsample
+        return fused_ops.fused_up_unchecked if op == "upsample" else fused_ops.fused_down_unchecked
     return None
 
 

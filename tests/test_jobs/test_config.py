@@ -67,22 +67,30 @@ def test_missing_config_file() -> None:
 
 
 def test_ops_backend_switches_model_ops(monkeypatch: pytest.MonkeyPatch) -> None:
-    """perf.ops_backend reaches model.ops' one switch in the worker; null leaves the environment's choice."""
+    """perf.ops_backend reaches model.ops' one switch in the worker, without touching the environment; null leaves
+    the environment's choice."""
+    import os
+
     import torch
 
     from jobs.train_loop import apply_ops_backend
     from model import fused_ops
 
+    monkeypatch.setattr(fused_ops, "_CHOICE", None)  # restored after the test
     monkeypatch.setenv(fused_ops.BACKEND_ENV, "reference")
     x = torch.zeros(1, 1, 2, 2)
     apply_ops_backend(load_config(None, ["perf.ops_backend=null"]))
     assert fused_ops.select_backend(x) == "reference"
     monkeypatch.delenv("TRITON_INTERPRET", raising=False)
     apply_ops_backend(load_config(None, ["perf.ops_backend=fused"]))
-    with pytest.raises(RuntimeError, match="fused on a cpu tensor"):
+    with pytest.raises(RuntimeError, match="'fused' on a cpu tensor"):
         fused_ops.select_backend(x)     # fused asked for on a CPU tensor without the interpreter: refused
+    assert os.environ[fused_ops.BACKEND_ENV] == "reference"
     apply_ops_backend(load_config(None, ["perf.ops_backend=auto"]))
     assert fused_ops.select_backend(x) == "reference"   # auto on CPU
+    with fused_ops.ops_backend("reference"):
+        assert fused_ops.current_backend() == "reference"
+    assert fused_ops.current_backend() == "auto"
 
 
 @pytest.mark.parametrize("scaling,resources,match", [

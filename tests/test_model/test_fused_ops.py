@@ -225,10 +225,11 @@ def test_strided_inputs_are_read_in_place(which):
 
 
 def test_mixed_dtype_inputs():
-    """fp32 kernels with bf16 features (the layout autocast produces): output in the features' dtype."""
+    """fp32 kernels with bf16 features (the layout autocast produces): output in the features' dtype. The kernels
+    read the mix as it is; the public checks allow it only inside autocast (test_public_ops_accept_...)."""
     x, m = _inputs((1, 4, 4, 4), (1, 9, 8, 8), seed=11)
     xb = x.to(torch.bfloat16)
-    out = fused_upsample(xb, m, 3, 1, 2)
+    out = fused_ops.fused_up_unchecked(xb, m, 3, 1, 2)
     assert out.dtype == torch.bfloat16
     torch.testing.assert_close(out.float(), reference_upsample(xb.float(), m, 3, 1, 2), rtol=1e-2, atol=1e-2)
 
@@ -282,8 +283,8 @@ def test_backend_selection(monkeypatch):
             return fn(*args)
         return wrapped
 
-    monkeypatch.setattr(fused_ops, "fused_upsample", spy("up", fused_ops.fused_upsample))
-    monkeypatch.setattr(fused_ops, "fused_downsample", spy("down", fused_ops.fused_downsample))
+    monkeypatch.setattr(fused_ops, "fused_up_unchecked", spy("up", fused_ops.fused_up_unchecked))
+    monkeypatch.setattr(fused_ops, "fused_down_unchecked", spy("down", fused_ops.fused_down_unchecked))
     xd, md = _inputs((1, 4, 6, 6), (1, 36, 3, 3), seed=20)
     monkeypatch.setenv(fused_ops.BACKEND_ENV, "fused")
     assert fused_ops.select_backend(x) == "fused"
@@ -302,12 +303,14 @@ def test_backend_selection(monkeypatch):
 
 
 @pytest.mark.parametrize("call,match", [
-    (lambda: fused_upsample(torch.zeros(1, 3, 2, 2), torch.zeros(1, 18, 4, 4), 3, 2), "divisible by groups"),
-    (lambda: fused_upsample(torch.zeros(1, 2, 2, 2), torch.zeros(1, 9, 3, 4), 3), "spatial size"),
+    (lambda: fused_upsample(torch.zeros(1, 3, 2, 2), torch.zeros(1, 18, 4, 4), 3, 2), "does not divide"),
+    (lambda: fused_upsample(torch.zeros(1, 2, 2, 2), torch.zeros(1, 9, 3, 4), 3), "kernel map is 3×4"),
     (lambda: fused_downsample(torch.zeros(1, 2, 5, 4), torch.zeros(1, 36, 2, 2), 6), "not divisible by scale"),
     (lambda: fused_downsample(torch.zeros(1, 2, 4, 4), torch.zeros(1, 35, 2, 2), 6), "groups·k²"),
+    (lambda: fused_upsample(torch.zeros(1, 2, 2, 2, dtype=torch.int64), torch.zeros(1, 9, 4, 4), 3), "floating"),
 ])
 def test_bad_arguments_raise(call, match):
+    """The fused entry points check their arguments with model.ops' checks: same errors, same types."""
     with pytest.raises(ValueError, match=match):
         call()
 
