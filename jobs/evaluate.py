@@ -14,6 +14,7 @@ from typing import Iterator
 import numpy as np
 from tqdm import tqdm
 
+from formats.manifest import MANIFEST, ManifestError, read_manifest
 from jobs.errors import JobError
 from jobs.images import check_trimap, read_gray, read_rgb, to_u8
 
@@ -74,11 +75,14 @@ def open_dataset(data: str) -> tuple[Iterator[EvalSample], int | None, str]:
     if not root.is_dir():
         raise JobError(f"evaluation data {data} does not exist (a shard directory with test-* shards, or a "
                        "Composition-1k Test_set folder with merged/ alpha/ trimaps/)")
-    manifest = root / "manifest.json"
-    if manifest.is_file():
-        shards = [s for s in json.loads(manifest.read_text()).get("shards", []) if s.get("kind") == "test"]
+    if (root / MANIFEST).is_file():
+        try:
+            manifest = read_manifest(root)
+        except ManifestError as exc:
+            raise JobError(str(exc)) from exc
+        shards = manifest.shards_of("test")
         if not shards:
-            raise JobError(f"{manifest} lists no test-* shards; write them with data_prep (synthetic always does)")
+            raise JobError(f"{manifest.path} lists no test-* shards; write them with data_prep (synthetic always does)")
         digest = hashlib.sha256(json.dumps(sorted(s.get("sha256", s["name"]) for s in shards)).encode()).hexdigest()
         return iter_shards(root), sum(int(s.get("samples", 0)) for s in shards) or None, f"shards:{digest[:16]}"
     from data_prep.plans import is_composition1k_test_set
@@ -174,15 +178,25 @@ def run_evaluate(model: str, data: str, out_dir: str | None = None, set_alias: s
     return summary
 
 
-def _maybe_move_alias(client, exp_id: str, ref, alias: str, sad: float, data: str, fingerprint: str, dev) -> str:
+def alias_holder(client, name: str, alias: str) -> str | None:
+    """The version `alias` points at, or None when the registry says the alias does not exist. Any other registry
+    error (authentication, network, server) is raised: only a missing alias may move an alias."""
     from mlflow.exceptions import MlflowException
 
+    try:
+        return str(client.get_model_version_by_alias(name, alias).version)
+    except MlflowException as exc:
+        missing = exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE") and \
+            f"alias {alias} not found" in str(exc).lower().replace("'", "")
+        if missing:
+            return None
+        raise
+
+
+def _maybe_move_alias(client, exp_id: str, ref, alias: str, sad: float, data: str, fingerprint: str, dev) -> str:
     from jobs.model_uri import load_net
 
-    try:
-        holder = str(client.get_model_version_by_alias(ref.name, alias).version)
-    except MlflowException:
-        holder = None
+    holder = alias_holder(client, ref.name, alias)
     if holder == ref.version:
         return f"{alias} already on version {ref.version}"
     if holder is not None:
