@@ -4,6 +4,9 @@ A task is a small picklable description of one sample (which files or which synt
 everything that decides its bytes. Tasks are encoded in worker processes (`multiprocessing` pool, ordered
 `imap`) and written in plan order by the main process, so shard boundaries and contents are the same for any
 worker count and identical between an interrupted-then-resumed run and a clean one.
+
+Encoders always produce PNG/JPEG members; with `encoding="raw"` the worker turns each image member into the `.npy`
+of the pixels it decodes to (`images.to_raw_sample`), so both encodings of a dataset hold the same pixels.
 """
 from __future__ import annotations
 
@@ -14,12 +17,15 @@ import multiprocessing as mp
 import os
 import time
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Callable, Iterator
 
 from tqdm import tqdm
 
-from .images import BadInputError
+from formats.encoding import DEFAULT_ENCODING, ENCODINGS
+
+from .images import BadInputError, to_raw_sample
 from .manifest import KINDS, MANIFEST, PROGRESS, read_state, write_manifest, write_progress
 from .shard_writer import RollingShardWriter, ShardRecord, index_path, plan_digest_of, sha256_file
 
@@ -80,10 +86,11 @@ class BuildResult:
                 f"{self.seconds:.1f} s ({state}; {len(self.skipped)} inputs skipped)")
 
 
-def _run_task(task: Task) -> tuple[str, dict | None, dict | None]:
+def _run_task(task: Task, encoding: str = DEFAULT_ENCODING) -> tuple[str, dict | None, dict | None]:
     """Worker side: encode one task; bad input comes back as data so the main process decides (stop or skip)."""
     try:
-        return task.digest, ENCODERS[task.fn](*task.args), None
+        sample = ENCODERS[task.fn](*task.args)
+        return task.digest, to_raw_sample(sample) if encoding == "raw" else sample, None
     except BadInputError as exc:
         return task.digest, None, {"path": exc.path, "problem": exc.problem, "kind": task.kind}
 
@@ -112,12 +119,13 @@ def prepare_out_dir(out_dir: Path, options: dict, overwrite: bool) -> dict | Non
             p.unlink()
         return None
     if state is not None:
-        if state["options"] != options:
-            diff = sorted(k for k in set(state["options"]) | set(options)
-                          if state["options"].get(k) != options.get(k))
+        # datasets written before the encoding option existed are png
+        there = {"encoding": DEFAULT_ENCODING, **state["options"]} if "encoding" in options else state["options"]
+        if there != options:
+            diff = sorted(k for k in set(there) | set(options) if there.get(k) != options.get(k))
             raise DatasetExistsError(
                 f"{out_dir} holds a dataset made with different options ({', '.join(diff)} differ: "
-                f"{ {k: state['options'].get(k) for k in diff} } there vs { {k: options.get(k) for k in diff} } now); "
+                f"{ {k: there.get(k) for k in diff} } there vs { {k: options.get(k) for k in diff} } now); "
                 "use another --out or pass --overwrite")
         return state
     if any(out_dir.iterdir()):
@@ -168,13 +176,15 @@ def _start_pool(n_tasks: int, workers: int):
     return mp.get_context("fork").Pool(workers, initializer=_worker_init)
 
 
-def _iter_results(tasks: list[Task], pool, workers: int) -> Iterator[tuple[str, dict | None, dict | None]]:
+def _iter_results(tasks: list[Task], pool, workers: int,
+                  encoding: str) -> Iterator[tuple[str, dict | None, dict | None]]:
+    run = partial(_run_task, encoding=encoding)
     if pool is None:
         _worker_init()
-        yield from map(_run_task, tasks)
+        yield from map(run, tasks)
         return
     chunk = max(1, min(8, len(tasks) // (workers * 8)))
-    yield from pool.imap(_run_task, tasks, chunksize=chunk)
+    yield from pool.imap(run, tasks, chunksize=chunk)
 
 
 def _all_skipped(planning: list[dict], records: list[ShardRecord]) -> list[dict]:
@@ -191,8 +201,13 @@ def _all_skipped(planning: list[dict], records: list[ShardRecord]) -> list[dict]
 
 def build(out_dir: Path, options: dict, plan: dict[str, list[Task]], *, workers: int, shard_bytes: int,
           skip_bad: bool, overwrite: bool, planning_skipped: list[dict] | None = None,
-          extra_manifest: dict | None = None) -> BuildResult:
-    """Write every kind's shards (resuming where possible), then the manifest; raise BadInputError unless skip_bad."""
+          extra_manifest: dict | None = None, encoding: str = DEFAULT_ENCODING) -> BuildResult:
+    """Write every kind's shards (resuming where possible), then the manifest; raise BadInputError unless skip_bad.
+
+    `encoding` ("png" or "raw", see formats/encoding.py) decides the image members' file type; it is recorded in
+    the manifest and should be part of `options` (so a directory is never resumed in another encoding)."""
+    if encoding not in ENCODINGS:
+        raise ValueError(f"unknown shard encoding {encoding!r} (known: {', '.join(ENCODINGS)})")
     t0 = time.time()
     out_dir = Path(out_dir)
     state = prepare_out_dir(out_dir, options, overwrite)
@@ -223,7 +238,7 @@ def build(out_dir: Path, options: dict, plan: dict[str, list[Task]], *, workers:
     pool = _start_pool(len(flat), workers)
     with tqdm(total=len(flat), desc="encoding", unit="sample", disable=None) as bar:
         try:
-            for task, (digest, sample, bad) in zip(flat, _iter_results(flat, pool, workers)):
+            for task, (digest, sample, bad) in zip(flat, _iter_results(flat, pool, workers, encoding)):
                 bar.update(1)
                 if writer is None or writer.kind != task.kind:
                     if writer is not None:
@@ -248,7 +263,7 @@ def build(out_dir: Path, options: dict, plan: dict[str, list[Task]], *, workers:
                 pool.terminate()
                 pool.join()
     uniq = _all_skipped(skipped, records)
-    write_manifest(out_dir, options, [r.manifest_entry() for r in records], uniq, extra_manifest)
+    write_manifest(out_dir, options, [r.manifest_entry() for r in records], uniq, extra_manifest, encoding)
     (out_dir / PROGRESS).unlink(missing_ok=True)
     return BuildResult(sum(r.samples for r in records), len(records), sum(r.bytes for r in records),
                        time.time() - t0, kept_count, len(records) - kept_count, uniq, False)

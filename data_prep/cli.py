@@ -9,6 +9,8 @@ import sys
 from pathlib import Path
 from typing import Callable
 
+from formats.encoding import DEFAULT_ENCODING, ENCODINGS
+
 from .build import BuildResult, DatasetExistsError, build
 from .images import BadInputError
 from .manifest import ManifestError
@@ -67,6 +69,9 @@ def _add_writer_options(p: argparse.ArgumentParser, *, val_default: int | None, 
                    help="skip bad input files (recorded under manifest 'skipped') instead of stopping")
     p.add_argument("--overwrite", action="store_true",
                    help="delete an existing dataset in --out made with different options")
+    p.add_argument("--encoding", choices=ENCODINGS, default=DEFAULT_ENCODING,
+                   help="image members as png (PNG/JPEG, small; default) or raw (.npy uint8 pixels, the same "
+                        "pixels, several times larger, decoded at memcpy cost)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -143,11 +148,12 @@ def cmd_synthetic(args: argparse.Namespace) -> int:
     n, v, t = synthetic_split_sizes(args.count, args.val_count, args.test_count)
     options = {"command": "synthetic", "count": n, "size": args.size, "seed": args.seed, "val_count": v,
                "test_count": t, "test_composites": args.test_composites, "val_composites": 2,
-               "train_composites": args.train_composites, "shard_size": args.shard_size}
+               "train_composites": args.train_composites, "shard_size": args.shard_size,
+               "encoding": args.encoding}
     preload_photos()
     plan = synthetic_plan(args.count, args.size, args.seed, v, t, args.test_composites, args.train_composites)
     result = build(args.out, options, plan, workers=args.workers, shard_bytes=args.shard_size,
-                   skip_bad=args.skip_bad, overwrite=args.overwrite)
+                   skip_bad=args.skip_bad, overwrite=args.overwrite, encoding=args.encoding)
     return _report(result, args.out)
 
 
@@ -171,8 +177,8 @@ def _file_build(args: argparse.Namespace, command: str, inputs, test_count: int,
     options = {"command": command, **extra_opts, "seed": args.seed, "min_size": args.min_size,
                "val_count": args.val_count, "test_count": test_count, "test_composites": args.test_composites,
                "val_composites": args.val_composites, "train_composites": args.train_composites,
-               "shard_size": args.shard_size}
-    result = build(args.out, options, plan, workers=args.workers, shard_bytes=args.shard_size,
+               "shard_size": args.shard_size, "encoding": args.encoding}
+    result = build(args.out, options, plan, workers=args.workers, shard_bytes=args.shard_size, encoding=args.encoding,
                    skip_bad=args.skip_bad, overwrite=args.overwrite, planning_skipped=skipped)
     return _report(result, args.out)
 
@@ -217,7 +223,7 @@ def cmd_stats(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(st, indent=1))
     else:
-        print(f"{args.dir}: {st['skipped']} inputs skipped at preparation")
+        print(f"{args.dir}: {st['encoding']} shards, {st['skipped']} inputs skipped at preparation")
         for kind, e in st["kinds"].items():
             line = f"  {kind:5s} {e['samples']:7d} samples {e['shards']:4d} shards {e['bytes'] / 1e6:9.1f} MB"
             if "width" in e:

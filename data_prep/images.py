@@ -14,7 +14,9 @@ import cv2
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"})
+from formats.encoding import RGB_MEMBERS, MemberError, decode_npy, encode_npy
+from formats.images import is_image_name
+
 PNG_LEVEL = 3  # zlib level: level 3 is ~3x faster than 9 for ~5 % larger files
 JPEG_QUALITY = 95
 
@@ -28,11 +30,6 @@ class BadInputError(ValueError):
         self.path = str(path)
         self.problem = problem
         super().__init__(f"{path}: {problem}")
-
-
-def is_image_name(path: Path) -> bool:
-    """True when the extension is one of the image formats data_prep reads."""
-    return path.suffix.lower() in IMAGE_EXTENSIONS
 
 
 def _open(path: Path) -> Image.Image:
@@ -144,10 +141,31 @@ def encode_jpg(arr: np.ndarray, quality: int = JPEG_QUALITY) -> bytes:
     return buf.tobytes()
 
 
-def decode(data: bytes) -> np.ndarray:
-    """Decode PNG/JPEG bytes with PIL (the reference decoder for verify/stats): RGB -> HxWx3, L -> HxW."""
+def decode(data: bytes, member: str = "") -> np.ndarray:
+    """Decode a PNG/JPEG member with PIL (the reference decoder for verify/stats), or a raw `.npy` member (`member`
+    ends with ".npy"): RGB -> HxWx3, grey -> HxW."""
+    if member.endswith(".npy"):
+        arr = decode_npy(data)
+        return arr[:, :, 0] if arr.shape[2] == 1 else arr
     im = Image.open(io.BytesIO(data))
     im.load()
     if im.mode not in ("RGB", "L"):
         raise ValueError(f"unexpected image mode {im.mode}")
     return np.asarray(im)
+
+
+def to_raw_sample(sample: dict) -> dict:
+    """The same sample in the raw encoding: each PNG/JPEG member `<name>.png|jpg` becomes `<name>.npy` holding the
+    pixels it decodes to (JPEG backgrounds are decoded, not re-encoded: both encodings hold the same pixels)."""
+    out = {}
+    for ext, data in sample.items():
+        name, _, kind = ext.partition(".")
+        if kind not in ("png", "jpg"):
+            out[ext] = data
+            continue
+        arr = decode(data)
+        if (arr.ndim == 3) != (name in RGB_MEMBERS):
+            raise MemberError(f"{ext} decodes to {arr.shape}, not the {'RGB' if name in RGB_MEMBERS else 'grey'} "
+                              "image the raw encoding stores")
+        out[f"{name}.npy"] = encode_npy(arr)
+    return out

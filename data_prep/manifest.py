@@ -1,7 +1,8 @@
 """manifest.json (the dataset's table of contents) and the in-progress journal used for resuming.
 
-The manifest is written last and atomically (temp file + rename): a directory with a manifest is complete. While
-a run is in progress, `.data_prep_progress.json` journals every finished shard so a killed run can resume.
+The manifest is written last and atomically (temp file + rename): a directory with a manifest is complete. It is
+read by `formats.manifest.read_manifest`, the one reader every package uses (re-exported here). While a run is in
+progress, `.data_prep_progress.json` journals every finished shard so a killed run can resume.
 """
 from __future__ import annotations
 
@@ -10,14 +11,11 @@ import json
 import os
 from pathlib import Path
 
-FORMAT_VERSION = 1
-MANIFEST = "manifest.json"
+from formats.encoding import DEFAULT_ENCODING
+from formats.manifest import FORMAT_VERSION, MANIFEST, ManifestError, read_manifest  # noqa: F401 - re-exported
+
 PROGRESS = ".data_prep_progress.json"
 KINDS = ("fg", "bg", "val", "test", "train")
-
-
-class ManifestError(ValueError):
-    """The dataset directory has no usable manifest."""
 
 
 def _atomic_write_json(path: Path, obj: dict) -> None:
@@ -35,34 +33,16 @@ def now_iso() -> str:
 
 
 def write_manifest(out_dir: Path, options: dict, shards: list[dict], skipped: list[dict],
-                   extra: dict | None = None) -> Path:
-    """Write manifest.json atomically: {"format", "created", "options", "shards", "skipped", ...extra}."""
+                   extra: dict | None = None, encoding: str = DEFAULT_ENCODING) -> Path:
+    """Write manifest.json atomically: {"format", "encoding", "created", "options", "shards", "skipped", ...extra}."""
     order = {k: i for i, k in enumerate(KINDS)}
     shards = sorted(shards, key=lambda s: (order.get(s["kind"], 99), s["name"]))
-    doc = {"format": FORMAT_VERSION, "created": now_iso(), "options": options, "shards": shards,
+    doc = {"format": FORMAT_VERSION, "encoding": encoding, "created": now_iso(), "options": options, "shards": shards,
            "skipped": skipped}
     doc.update(extra or {})
     path = Path(out_dir) / MANIFEST
     _atomic_write_json(path, doc)
     return path
-
-
-def read_manifest(out_dir: Path) -> dict:
-    """Load and sanity-check manifest.json; raises ManifestError naming the directory and what to run."""
-    path = Path(out_dir) / MANIFEST
-    if not path.is_file():
-        raise ManifestError(f"{out_dir}: no {MANIFEST} (incomplete or not a data_prep dataset; run "
-                            f"`python -m data_prep synthetic --out {out_dir}` or another data_prep command)")
-    try:
-        doc = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise ManifestError(f"{path}: not valid JSON ({exc})") from exc
-    if doc.get("format") != FORMAT_VERSION:
-        raise ManifestError(f"{path}: unsupported format {doc.get('format')!r} (expected {FORMAT_VERSION})")
-    for key in ("options", "shards"):
-        if key not in doc:
-            raise ManifestError(f"{path}: missing {key!r}")
-    return doc
 
 
 def write_progress(out_dir: Path, options: dict, shards: list[dict]) -> None:

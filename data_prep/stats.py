@@ -8,6 +8,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from formats.encoding import member_name, member_names
+
 from .compositing import composite, fit_background, trimap_from_alpha
 from .images import decode
 from .manifest import read_manifest
@@ -38,28 +40,31 @@ def compute_stats(dataset_dir: Path) -> dict:
     """Samples per kind, image size ranges, unknown-region fractions (trimap 128; fg: trimap made from alpha)
     and the soft-alpha fraction (0 < alpha < 255)."""
     doc = read_manifest(dataset_dir)
+    enc = doc.encoding
+    firsts = (*member_names("fg", enc), member_name("image", enc), member_name("bg", enc))
+    alpha_m, trimap_m = member_name("alpha", enc), member_name("trimap", enc)
     acc: dict[str, dict] = defaultdict(lambda: {"samples": 0, "shards": 0, "bytes": 0, "widths": [], "heights": [],
                                                 "unknown": [], "soft": []})
-    for shard in doc["shards"]:
+    for shard in doc.shards:
         a = acc[shard["kind"]]
         a["shards"] += 1
         a["bytes"] += shard["bytes"]
         for _key, members in iter_samples(Path(dataset_dir) / shard["name"]):
             a["samples"] += 1
-            first = next((members[e] for e in ("fg.png", "fg.jpg", "image.png", "bg.jpg") if e in members), None)
+            first = next((e for e in firsts if e in members), None)
             if "meta.json" in members:
                 meta = json.loads(members["meta.json"])
                 w, h = meta["width"], meta["height"]
             elif first is not None:
-                h, w = decode(first).shape[:2]
+                h, w = decode(members[first], first).shape[:2]
             else:
                 continue
             a["widths"].append(w)
             a["heights"].append(h)
-            if "alpha.png" in members:
-                alpha = decode(members["alpha.png"])
+            if alpha_m in members:
+                alpha = decode(members[alpha_m], alpha_m)
                 a["soft"].append(float(((alpha > 0) & (alpha < 255)).mean()))
-                tri = decode(members["trimap.png"]) if "trimap.png" in members else trimap_from_alpha(alpha)
+                tri = decode(members[trimap_m], trimap_m) if trimap_m in members else trimap_from_alpha(alpha)
                 a["unknown"].append(float((tri == 128).mean()))
     out = {}
     for kind, a in acc.items():
@@ -71,7 +76,7 @@ def compute_stats(dataset_dir: Path) -> dict:
             entry["unknown_fraction_mean"] = round(float(np.mean(a["unknown"])), 4)
             entry["soft_alpha_fraction_mean"] = round(float(np.mean(a["soft"])), 4)
         out[kind] = entry
-    return {"dataset": str(dataset_dir), "kinds": out, "skipped": len(doc.get("skipped", []))}
+    return {"dataset": str(dataset_dir), "encoding": enc, "kinds": out, "skipped": len(doc.skipped)}
 
 
 def write_preview(dataset_dir: Path, png_path: Path, rows: int = 8, tile: int = 192) -> Path:
@@ -79,8 +84,12 @@ def write_preview(dataset_dir: Path, png_path: Path, rows: int = 8, tile: int = 
     background from the bg shards; then test/val rows: composite image, trimap, alpha."""
     doc = read_manifest(dataset_dir)
     by_kind = defaultdict(list)
-    for s in doc["shards"]:
+    for s in doc.shards:
         by_kind[s["kind"]].append(Path(dataset_dir) / s["name"])
+
+    def image(m: dict[str, bytes], base: str) -> np.ndarray:
+        name = next(n for n in member_names(base, doc.encoding) if n in m)
+        return decode(m[name], name)
 
     def take(kind: str, n: int) -> list[dict[str, bytes]]:
         got = []
@@ -91,19 +100,19 @@ def write_preview(dataset_dir: Path, png_path: Path, rows: int = 8, tile: int = 
                     return got
         return got
 
-    bgs = [decode(m["bg.jpg"]) for m in take("bg", rows)]
+    bgs = [image(m, "bg") for m in take("bg", rows)]
     lines = []
     for i, m in enumerate(take("fg", rows)):
-        fg = decode(m.get("fg.png") or m["fg.jpg"])
-        alpha = decode(m["alpha.png"])
+        fg = image(m, "fg")
+        alpha = image(m, "alpha")
         h, w = alpha.shape
         over_checker = composite(fg, alpha, _checkerboard(h, w))
         comp = composite(fg, alpha, fit_background(bgs[i % len(bgs)], h, w)) if bgs else over_checker
         lines.append([_tile(over_checker, tile), _tile(alpha, tile), _tile(comp, tile)])
     for kind in ("test", "val"):
         for m in take(kind, max(1, rows // 4)):
-            lines.append([_tile(decode(m["image.png"]), tile), _tile(decode(m["trimap.png"]), tile),
-                          _tile(decode(m["alpha.png"]), tile)])
+            lines.append([_tile(image(m, "image"), tile), _tile(image(m, "trimap"), tile),
+                          _tile(image(m, "alpha"), tile)])
     if not lines:
         raise ValueError(f"{dataset_dir}: no fg/test/val samples to preview")
     # two groups of columns side by side keep the sheet roughly square

@@ -13,23 +13,30 @@ from pathlib import Path
 
 import numpy as np
 
+from formats.encoding import DEFAULT_ENCODING, member_name, member_names
+
 from .images import decode
 from .manifest import ManifestError, read_manifest
 from .reader import iter_samples
 from .shard_writer import index_lines, index_path, sha256_file
 
-REQUIRED = {
-    "fg": ({"alpha.png", "meta.json"}, ({"fg.png"}, {"fg.jpg"})),
-    "bg": ({"bg.jpg"}, ()),
-    "test": ({"image.png", "trimap.png", "alpha.png", "meta.json"}, ()),
-    "val": ({"image.png", "trimap.png", "alpha.png", "meta.json"}, ()),
-    "train": ({"image.png", "alpha.png", "trimap.png", "fg.png", "bg.jpg"}, ()),
-}
+# image members (+ meta.json) per shard kind; fg shards hold exactly one of the fg member names
+_IMAGES = {"fg": ("alpha",), "bg": ("bg",), "test": ("image", "trimap", "alpha"), "val": ("image", "trimap", "alpha"),
+           "train": ("image", "alpha", "trimap", "fg", "bg")}
+_META = {"fg", "test", "val"}
+KINDS = tuple(_IMAGES)
 
 
-def _check_sample(kind: str, key: str, members: dict[str, bytes]) -> list[str]:
+def required_members(kind: str, encoding: str) -> tuple[set[str], tuple[set[str], ...]]:
+    """(members every sample of `kind` needs, alternatives of which exactly one must be present) in `encoding`."""
+    required = {member_name(b, encoding) for b in _IMAGES[kind]} | ({"meta.json"} if kind in _META else set())
+    one_of = tuple({n} for n in member_names("fg", encoding)) if kind == "fg" else ()
+    return required, one_of
+
+
+def _check_sample(kind: str, key: str, members: dict[str, bytes], encoding: str = DEFAULT_ENCODING) -> list[str]:
     problems = []
-    required, one_of = REQUIRED[kind]
+    required, one_of = required_members(kind, encoding)
     exts = set(members)
     missing = required - exts
     if one_of and not any(o <= exts for o in one_of):
@@ -48,7 +55,7 @@ def _check_sample(kind: str, key: str, members: dict[str, bytes]) -> list[str]:
             if ext.endswith(".json"):
                 meta = json.loads(data)
             else:
-                arrays[ext] = decode(data)
+                arrays[ext] = decode(data, ext)
         except Exception as exc:  # noqa: BLE001 - any decode failure is the finding
             problems.append(f"sample {key!r}: {ext} does not decode ({exc})")
     for ext, arr in arrays.items():
@@ -59,8 +66,9 @@ def _check_sample(kind: str, key: str, members: dict[str, bytes]) -> list[str]:
     sizes = {ext: a.shape[:2] for ext, a in arrays.items()}
     if len(set(sizes.values())) > 1:
         problems.append(f"sample {key!r}: member sizes disagree {({e: f'{s[1]}x{s[0]}' for e, s in sizes.items()})}")
-    if "trimap.png" in arrays:
-        vals = set(np.unique(arrays["trimap.png"]).tolist())
+    trimap = member_name("trimap", encoding)
+    if trimap in arrays:
+        vals = set(np.unique(arrays[trimap]).tolist())
         if not vals <= {0, 128, 255}:
             problems.append(f"sample {key!r}: trimap values {sorted(vals - {0, 128, 255})[:5]} not in 0/128/255")
     if meta is not None and sizes:
@@ -71,9 +79,9 @@ def _check_sample(kind: str, key: str, members: dict[str, bytes]) -> list[str]:
     return problems
 
 
-def verify_shard(args: tuple[str, dict]) -> list[tuple[str, str]]:
-    """All problems of one shard as (file, problem)."""
-    dataset_dir, entry = Path(args[0]), args[1]
+def verify_shard(args: tuple[str, dict, str]) -> list[tuple[str, str]]:
+    """All problems of one shard as (file, problem); args = (dataset dir, manifest entry, encoding)."""
+    dataset_dir, entry, encoding = Path(args[0]), args[1], args[2]
     path = dataset_dir / entry["name"]
     name = str(path)
     if not path.is_file():
@@ -85,13 +93,13 @@ def verify_shard(args: tuple[str, dict]) -> list[tuple[str, str]]:
     if sha256_file(path) != entry["sha256"]:
         out.append((name, "sha256 does not match manifest.json (corrupted or replaced)"))
     kind = entry["kind"]
-    if kind not in REQUIRED:
+    if kind not in KINDS:
         return out + [(name, f"unknown shard kind {kind!r}")]
     count = 0
     try:
         for key, members in iter_samples(path):
             count += 1
-            out.extend((name, p) for p in _check_sample(kind, key, members))
+            out.extend((name, p) for p in _check_sample(kind, key, members, encoding))
     except Exception as exc:  # noqa: BLE001 - tarfile errors on damaged archives
         out.append((name, f"cannot be read as a tar ({type(exc).__name__}: {exc})"))
         return out
@@ -118,18 +126,18 @@ def verify_dataset(dataset_dir: Path, workers: int = 1) -> list[tuple[str, str]]
     except ManifestError as exc:
         return [(str(dataset_dir / "manifest.json"), str(exc))]
     problems: list[tuple[str, str]] = []
-    listed = {s["name"] for s in doc["shards"]}
+    listed = {s["name"] for s in doc.shards}
     for p in sorted(dataset_dir.glob("*.tar")):
         if p.name not in listed:
             problems.append((str(p), "tar not listed in manifest.json (leftover of another run?)"))
     for p in sorted(dataset_dir.glob(".*.partial")):
         problems.append((str(p), "incomplete shard left by an interrupted run (re-run the command to finish)"))
-    if not doc["shards"]:
+    if not doc.shards:
         problems.append((str(dataset_dir / "manifest.json"), "manifest lists no shards"))
     for kind in ("fg", "bg"):
-        if doc["shards"] and not any(s["kind"] == kind for s in doc["shards"]):
+        if doc.shards and not any(s["kind"] == kind for s in doc.shards):
             problems.append((str(dataset_dir / "manifest.json"), f"no {kind} shards"))
-    jobs = [(str(dataset_dir), e) for e in doc["shards"]]
+    jobs = [(str(dataset_dir), e, doc.encoding) for e in doc.shards]
     if workers > 1 and len(jobs) > 1:
         with mp.get_context("fork").Pool(min(workers, len(jobs))) as pool:
             results = pool.map(verify_shard, jobs, chunksize=1)

@@ -6,9 +6,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from formats.images import IMAGE_SUFFIXES  # noqa: F401 - re-exported for evaluate/predict
 from jobs.errors import JobError
-
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 
 
 def read_rgb(path: str | Path) -> np.ndarray:

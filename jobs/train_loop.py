@@ -370,14 +370,9 @@ class _Trainer:
                 return
 
     def _has_val(self) -> bool:
-        import json
+        from formats.manifest import read_manifest
 
-        manifest = Path(self.cfg.data.dataset_dir) / "manifest.json"
-        try:
-            shards = json.loads(manifest.read_text()).get("shards", [])
-        except (OSError, ValueError):
-            return False
-        has = any(s.get("kind") == "val" for s in shards)
+        has = bool(read_manifest(self.cfg.data.dataset_dir).shards_of("val"))
         if not has and self.rank == 0 and self.epoch == 1:
             log.warning("%s has no val shards: per-epoch validation is skipped (write them with --val-count)",
                         self.cfg.data.dataset_dir)

@@ -3,10 +3,11 @@
 The loaders read encoded members straight out of the tars by offset (one `os.pread` per member) and hand the bytes to
 DALI's decoders, so the sample order is under our control: a global permutation per epoch, split into disjoint
 contiguous rank slices (the `shard_id`/`num_shards` semantics of DALI's readers, applied to our own order).
+The manifest is read by `formats.manifest.read_manifest` (pipeline/ does not import data_prep/); its encoding ("png"
+or "raw") tells the graphs which decoder the members need.
 """
 from __future__ import annotations
 
-import json
 import logging
 import os
 from dataclasses import dataclass, field
@@ -14,10 +15,12 @@ from pathlib import Path
 
 import numpy as np
 
+from formats.manifest import REMEDY as _REMEDY
+from formats.manifest import Manifest, ManifestError, read_manifest
+
 log = logging.getLogger(__name__)
 
 SHARD_KINDS = ("fg", "bg", "test", "val", "train")
-_REMEDY = "run `python -m data_prep synthetic --out {dir}` (or `python -m data_prep folders|composition1k ...`)"
 
 
 class DatasetError(ValueError):
@@ -73,21 +76,13 @@ class Dataset:
 
     def __init__(self, directory: str | os.PathLike) -> None:
         self.dir = Path(directory)
-        manifest = self.dir / "manifest.json"
-        if not self.dir.is_dir():
-            raise DatasetError(f"dataset directory {self.dir} does not exist; " + _REMEDY.format(dir=self.dir))
-        if not manifest.is_file():
-            raise DatasetError(f"{self.dir} has no manifest.json, so it is not a finished data_prep dataset; "
-                               + _REMEDY.format(dir=self.dir))
         try:
-            self.manifest = json.loads(manifest.read_text())
-        except json.JSONDecodeError as exc:
-            raise DatasetError(f"{manifest}: invalid JSON ({exc}); " + _REMEDY.format(dir=self.dir)) from exc
-        if self.manifest.get("format") != 1 or not isinstance(self.manifest.get("shards"), list):
-            raise DatasetError(f"{manifest}: unsupported manifest (format {self.manifest.get('format')!r}, "
-                               "expected 1 with a 'shards' list); " + _REMEDY.format(dir=self.dir))
+            self.manifest: Manifest = read_manifest(self.dir)
+        except ManifestError as exc:
+            raise DatasetError(str(exc)) from exc
+        self.encoding = self.manifest.encoding
         self.shards: dict[str, list[Shard]] = {k: [] for k in SHARD_KINDS}
-        for entry in self.manifest["shards"]:
+        for entry in self.manifest.shards:
             kind = entry.get("kind")
             if kind in self.shards:
                 self.shards[kind].append(Shard(self.dir / entry["name"], kind))

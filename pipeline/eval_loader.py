@@ -4,10 +4,12 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 
-import cv2
 import torch
 
+from formats.encoding import member_name
+
 from .dataset import Dataset, DatasetError, MemberReader
+from .decoding import decodes
 from .eval_graph import eval_graph
 from .loader import default_threads, resolve_device, to_torch
 
@@ -33,8 +35,10 @@ class EvalLoader:
         self.device, self.device_id = resolve_device(device, rank)
         self.num_threads = num_threads or default_threads()
         self._reader = MemberReader()
+        self.encoding = self.dataset.encoding
+        self._names = {m: member_name(m, self.encoding) for m in ("image", "alpha", "trimap")}
         self._graph = eval_graph(_CHUNK, self.num_threads, self.device_id,
-                                 "cuda" if self.device.type == "cuda" else "cpu")
+                                 "cuda" if self.device.type == "cuda" else "cpu", self.encoding)
         self._graph.build()
 
     def __len__(self) -> int:
@@ -43,17 +47,17 @@ class EvalLoader:
     def __iter__(self) -> Iterator[dict]:
         for start in range(0, len(self.samples), _CHUNK):
             chunk = self.samples[start:start + _CHUNK]
-            data = {m: [self._reader.read(s, k, (f"{m}.png",)) for s, k in chunk] for m in ("image", "alpha", "trimap")}
+            data = {m: [self._reader.read(s, k, (name,)) for s, k in chunk] for m, name in self._names.items()}
             for name, batch in data.items():
                 self._graph.feed_input(name, batch)
             try:
                 image, alpha, trimap = self._graph.run()
-            except Exception as exc:  # noqa: BLE001 - name the member OpenCV cannot decode either
+            except Exception as exc:  # noqa: BLE001 - name the member the host cannot decode either
                 for (shard, key), *members in zip(chunk, data["image"], data["alpha"], data["trimap"]):
                     for m, buf in zip(("image", "alpha", "trimap"), members):
-                        if cv2.imdecode(buf, cv2.IMREAD_UNCHANGED) is None:
-                            raise DatasetError(f"{shard.path}: sample {key!r} has a corrupt {m}.png member; "
-                                               "rerun data_prep for this directory") from exc
+                        if not decodes(buf, self.encoding):
+                            raise DatasetError(f"{shard.path}: sample {key!r} has a corrupt {self._names[m]} "
+                                               "member; rerun data_prep for this directory") from exc
                 raise DatasetError(f"DALI failed on samples {[k for _, k in chunk]} of {self.dataset.dir}: "
                                    f"{exc}") from exc
             for j, (shard, key) in enumerate(chunk):

@@ -1,14 +1,23 @@
-"""Image sizes from encoded PNG/JPEG headers, so the sampling plan can build warp matrices before any decode."""
+"""Image sizes from encoded PNG/JPEG/.npy headers, so the sampling plan can build warp matrices before any decode."""
 from __future__ import annotations
 
 import struct
 
 import numpy as np
 
+from formats.encoding import NPY_MAGIC, MemberError, npy_shape
+
 
 def image_size(data: np.ndarray | bytes) -> tuple[int, int]:
-    """(height, width) of a PNG or baseline/progressive JPEG, read from its header; ValueError if neither."""
+    """(height, width) of a PNG, baseline/progressive JPEG or raw `.npy` member, read from its header; ValueError
+    if none of them."""
     b = bytes(data[:65536]) if isinstance(data, np.ndarray) else data[:65536]
+    if b[:6] == NPY_MAGIC:
+        try:
+            h, w, _ = npy_shape(b)
+        except MemberError as exc:
+            raise ValueError(str(exc)) from exc
+        return int(h), int(w)
     if b[:8] == b"\x89PNG\r\n\x1a\n" and b[12:16] == b"IHDR":
         w, h = struct.unpack(">II", b[16:24])
         return int(h), int(w)
@@ -28,4 +37,4 @@ def image_size(data: np.ndarray | bytes) -> tuple[int, int]:
                 return int(h), int(w)
             i += 2 + length
         raise ValueError("JPEG without a frame header in its first 64 KiB")
-    raise ValueError("not a PNG or JPEG stream")
+    raise ValueError("not a PNG, JPEG or .npy stream")

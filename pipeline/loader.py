@@ -12,13 +12,15 @@ import logging
 import os
 from collections.abc import Iterator
 
-import cv2
 import numpy as np
 import torch
 
+from formats.encoding import member_names
+
 from .combine import combined_alpha, foreground_weights
 from .crop import choose_crop, crop_from_alpha
-from .dataset import Dataset, DatasetError
+from .dataset import Dataset, DatasetError, Shard
+from .decoding import decodes
 from .options import AugmentOptions
 from .sampling import BatchPlan, Sampler
 from .train_graph import BG_REGION_INPUTS, COMBINE_INPUTS, FINISH_INPUTS, JITTER_INPUTS, finish_graph, geometry_graph
@@ -88,19 +90,26 @@ def single_torch_thread(device: torch.device):
         torch.set_num_threads(previous)
 
 
-def find_corrupt(plan: BatchPlan) -> list[tuple[str, str, str]]:
-    """(shard, key, member) of every member of the plan that OpenCV cannot decode (used to name DALI failures)."""
+def _member(shard: Shard, key: str, base: str, encoding: str) -> str:
+    """The name of the member holding image `base` of a sample (e.g. 'fg.jpg'), for error messages."""
+    names = member_names(base, encoding)
+    return next((n for n in names if n in shard.members.get(key, {})), names[0])
+
+
+def find_corrupt(plan: BatchPlan, encoding: str = "png") -> list[tuple[str, str, str]]:
+    """(shard, key, member) of every member of the plan that does not decode on the host (OpenCV for PNG/JPEG,
+    the `.npy` checks for raw); used to name the member a DALI failure came from."""
     bad = []
     for src, (f1, f2, bgb), geo_a1, geo_a2, comb in zip(plan.sources, plan.fg_bytes, plan.geometry[0],
                                                        plan.geometry[1], plan.combine):
-        checks = [(src[0], "alpha.png", geo_a1), (src[0], "fg", f1), (src[1], "bg", bgb)]
+        checks = [(src[0], "alpha", geo_a1), (src[0], "fg", f1), (src[1], "bg", bgb)]
         if len(src) > 2 and src[2][2] == "trimap":
-            checks.append((src[2], "trimap.png", geo_a2))
+            checks.append((src[2], "trimap", geo_a2))
         elif comb:
-            checks += [(src[2], "alpha.png", geo_a2), (src[2], "fg", f2)]
-        for (shard, key, _), member, data in checks:
-            if cv2.imdecode(data, cv2.IMREAD_UNCHANGED) is None:
-                bad.append((str(shard.path), key, member))
+            checks += [(src[2], "alpha", geo_a2), (src[2], "fg", f2)]
+        for (shard, key, _), base, data in checks:
+            if not decodes(data, encoding):
+                bad.append((str(shard.path), key, _member(shard, key, base, encoding)))
     return bad
 
 
@@ -143,8 +152,10 @@ class TrainLoader:
         self.batch_size, self.crop = batch_size, crop_size
         self.num_threads = num_threads or default_threads()
         iters = iterations_per_epoch or Sampler.default_iterations(len(fg), batch_size, world_size)
+        self.encoding = self.dataset.encoding
         self.sampler = Sampler(fg, bg, batch_size=batch_size, crop=crop_size, rank=rank, world_size=world_size,
-                               seed=seed, iterations=iters, options=self.options, composites=composites)
+                               seed=seed, iterations=iters, options=self.options, composites=composites,
+                               encoding=self.encoding)
         self.iterations = iters
         self.epoch = 0
         self.start_batch = 0                  # first batch of the epoch the next pass yields (set_epoch)
@@ -157,7 +168,7 @@ class TrainLoader:
         self._inflight: dict[int, BatchPlan] = {}
         self._combine_enabled = self.options.p_combine > 0 and not composites
         self._finish = finish_graph(batch_size, self.num_threads, self.device_id, self._dev_kind, crop_size,
-                                    composites, self._combine_enabled, self.options.hsv_jitter)
+                                    composites, self._combine_enabled, self.options.hsv_jitter, self.encoding)
         self._finish.build()
         # torch's thread count is per thread (OpenMP): the helper's conversions run on one thread too, for the same
         # reason as `single_torch_thread` (idle OpenMP workers spin and burn the cores DALI needs)
@@ -215,12 +226,12 @@ class TrainLoader:
         self._inflight.clear()
         self._next_feed = self._next_out = iteration
         self._geometry = geometry_graph(self.batch_size, self.num_threads, self.device_id, self._dev_kind,
-                                        self._source, self.composites)
+                                        self._source, self.composites, self.encoding)
         self._geometry.build()
 
     def _fail(self, exc: Exception, plans: list[BatchPlan]) -> None:
         """Turn a DALI failure into a DatasetError naming the member, or mark it skipped; re-raises otherwise."""
-        bad = [b for p in plans for b in find_corrupt(p)]
+        bad = [b for p in plans for b in find_corrupt(p, self.encoding)]
         if not bad:
             raise DatasetError(f"DALI failed on a batch of {self.dataset.dir} (keys "
                                f"{[k for p in plans for k in p.keys]}): {exc}") from exc

@@ -13,25 +13,38 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
+from formats.encoding import encode_npy, member_names
+
 from .dataset import DatasetError, MemberReader, Shard
 from .imagesize import image_size
 from .options import AugmentOptions
 
-ALPHA_EXT = ("alpha.png",)
-TRIMAP_EXT = ("trimap.png",)
-FG_EXT = ("fg.png", "fg.jpg")
-BG_EXT = ("bg.jpg", "bg.png")
 
-
-def _blank_png(channels: int) -> np.ndarray:
-    ok, buf = cv2.imencode(".png", np.zeros((1, 1, channels), np.uint8).squeeze(-1) if channels == 1
-                           else np.zeros((1, 1, 3), np.uint8))
+def _blank(channels: int, encoding: str) -> np.ndarray:
+    """A 1 x 1 black member in `encoding` (the placeholder second foreground of uncombined samples)."""
+    pixels = np.zeros((1, 1, channels), np.uint8)
+    if encoding == "raw":
+        return np.frombuffer(encode_npy(pixels), np.uint8)
+    ok, buf = cv2.imencode(".png", pixels[:, :, 0] if channels == 1 else pixels)
     assert ok
     return buf.ravel()
 
 
-BLANK_ALPHA = _blank_png(1)
-BLANK_RGB = _blank_png(3)
+@dataclass(frozen=True)
+class MemberNames:
+    """The member names to read for each image of a sample, and the blank placeholders, in one encoding."""
+
+    alpha: tuple[str, ...]
+    trimap: tuple[str, ...]
+    fg: tuple[str, ...]
+    bg: tuple[str, ...]
+    blank_alpha: np.ndarray = field(repr=False)
+    blank_rgb: np.ndarray = field(repr=False)
+
+    @classmethod
+    def of(cls, encoding: str) -> "MemberNames":
+        return cls(member_names("alpha", encoding), member_names("trimap", encoding), member_names("fg", encoding),
+                   member_names("bg", encoding), _blank(1, encoding), _blank(3, encoding))
 
 
 @dataclass
@@ -64,7 +77,7 @@ class Sampler:
 
     def __init__(self, fg: list[tuple[Shard, str]], bg: list[tuple[Shard, str]], *, batch_size: int, crop: int,
                  rank: int, world_size: int, seed: int, iterations: int, options: AugmentOptions,
-                 composites: bool = False) -> None:
+                 composites: bool = False, encoding: str = "png") -> None:
         if not 0 <= rank < world_size:
             raise ValueError(f"rank {rank} is not in [0, world_size={world_size})")
         if len(fg) < world_size:
@@ -76,6 +89,7 @@ class Sampler:
         self.seed, self.iterations, self.opt = seed, iterations, options
         self.sizes = options.scaled(crop)
         self.reader = MemberReader()
+        self.names = MemberNames.of(encoding)
         self.bad: set[tuple[str, str]] = set()   # (shard path, key) skipped as corrupt
         self._slots: dict[int, np.ndarray] = {}
 
@@ -122,24 +136,25 @@ class Sampler:
         o, crop = self.opt, self.crop
         p = BatchPlan(iteration=iteration, crop_seed=int(rng.integers(2**62)))
         p.geometry = [[] for _ in range(6)]
+        names = self.names
         for idx in slots:
             shard, key = self.fg[int(idx)]
-            a1 = self.reader.read(shard, key, ALPHA_EXT)
-            f1 = self.reader.read(shard, key, FG_EXT)
+            a1 = self.reader.read(shard, key, names.alpha)
+            f1 = self.reader.read(shard, key, names.fg)
             bshard, bkey = (shard, key) if self.composites else self._draw(rng, self.bg)
-            bgb = self.reader.read(bshard, bkey, BG_EXT)
+            bgb = self.reader.read(bshard, bkey, names.bg)
             src = [(shard, key, "alpha/fg"), (bshard, bkey, "bg")]
             combine = rng.random() < o.p_combine and not self.composites
             if self.composites:
                 # the stored trimap rides in the second-alpha slot and gets the same warp as the alpha
-                a2, f2 = self.reader.read(shard, key, TRIMAP_EXT), BLANK_RGB
+                a2, f2 = self.reader.read(shard, key, names.trimap), names.blank_rgb
                 src.append((shard, key, "trimap"))
             elif combine:
                 s2, k2 = self._draw(rng, self.fg)
-                a2, f2 = self.reader.read(s2, k2, ALPHA_EXT), self.reader.read(s2, k2, FG_EXT)
+                a2, f2 = self.reader.read(s2, k2, names.alpha), self.reader.read(s2, k2, names.fg)
                 src.append((s2, k2, "alpha/fg (second foreground)"))
             else:
-                a2, f2 = BLANK_ALPHA, BLANK_RGB
+                a2, f2 = names.blank_alpha, names.blank_rgb
             try:
                 h1, w1 = image_size(a1)
                 h2, w2 = image_size(a2)

@@ -38,6 +38,11 @@ the one warp is applied to all four (the trimap nearest-neighbour, so it keeps 0
 foreground and no erosion, the crop centre comes from the stored trimap, and the colour jitter is applied to the fg
 before the image is recomposited in the graph (so the identity still holds; the stored image.png is not decoded).
 
+Shard encodings (the manifest's "encoding"): with "png" every member goes through DALI's image decoders (PNG/JPEG;
+"mixed", i.e. nvJPEG for JPEG, on the GPU); with "raw" the members are `.npy` pixel arrays read by `decoders.numpy` on
+the CPU (a header parse and a copy), the background's crop window is cut by `slice` instead of `image_slice`, and on
+the GPU the arrays are then copied to the device. Both give the same pixels, so the same batches.
+
 All random parameters are drawn in Python from NumPy generators keyed by (seed, epoch, rank, world size, iteration) and
 fed through `external_source`, so the stream does not depend on thread scheduling. No Python callback runs per pixel.
 """
@@ -45,6 +50,8 @@ from __future__ import annotations
 
 from nvidia.dali import fn, pipeline_def, types
 from nvidia.dali.pipeline import Pipeline
+
+from .decoding import decode_member, decode_member_window
 
 # Names of the inputs of the two graphs, in the order the loader feeds them.
 GEOMETRY_INPUTS = ("alpha1", "alpha2", "matrix1", "matrix2", "frame_size", "frame_size2")
@@ -62,12 +69,8 @@ JITTER_INPUTS = ("hue", "sat_u", "val_u", "jitter")
 _GPU_FINISH_INPUTS = ("alpha", "alpha_inv", "weight1", "weight2", "hue", "sat_u", "val_u", "jitter")
 
 
-def _decoder_device(device: str) -> str:
-    return "mixed" if device == "cuda" else "cpu"
-
-
 def geometry_graph(batch_size: int, num_threads: int, device_id: int | None, device: str, source,
-                   composites: bool = False) -> Pipeline:
+                   composites: bool = False, encoding: str = "png") -> Pipeline:
     """Graph 1: alphas decoded and warped into the (upscaled) augmented frame; `source()` yields the input batches.
 
     Outputs the two warped uint8 alphas; the second is warped to one pixel when the sample is not combined (its
@@ -80,9 +83,8 @@ def geometry_graph(batch_size: int, num_threads: int, device_id: int | None, dev
     def graph():
         a1_bytes, a2_bytes, m1, m2, size1, size2 = fn.external_source(source=source,
                                                                       num_outputs=len(GEOMETRY_INPUTS), batch=True)
-        dec = _decoder_device(device)
-        a1 = fn.decoders.image(a1_bytes, device=dec, output_type=types.GRAY)
-        a2 = fn.decoders.image(a2_bytes, device=dec, output_type=types.GRAY)
+        a1 = decode_member(a1_bytes, device, encoding, types.GRAY)
+        a2 = decode_member(a2_bytes, device, encoding, types.GRAY)
         a1 = fn.warp_affine(a1, matrix=m1, size=size1, interp_type=types.INTERP_NN, fill_value=0)
         a2 = fn.warp_affine(a2, matrix=m2, size=size2, interp_type=types.INTERP_NN, fill_value=0)
         return a1, a2
@@ -91,7 +93,8 @@ def geometry_graph(batch_size: int, num_threads: int, device_id: int | None, dev
 
 
 def finish_graph(batch_size: int, num_threads: int, device_id: int | None, device: str, crop: int,
-                 composites: bool = False, combine_enabled: bool = True, jitter_enabled: bool = True) -> Pipeline:
+                 composites: bool = False, combine_enabled: bool = True, jitter_enabled: bool = True,
+                 encoding: str = "png") -> Pipeline:
     """Graph 3: foreground warp into the crop, combination, HSV jitter, background crop and the composite.
 
     Outputs image (float HWC on 0..255), fg and bg (uint8 HWC). With `composites` the background is the sample's own
@@ -109,22 +112,20 @@ def finish_graph(batch_size: int, num_threads: int, device_id: int | None, devic
          val_u, jitter) = [
             fn.external_source(name=n, device="gpu" if gpu and n in _GPU_FINISH_INPUTS else "cpu", no_copy=not gpu)
             for n in FINISH_INPUTS]  # on the CPU DALI reads the fed arrays in place (the loader keeps them alive)
-        dec = _decoder_device(device)
-        fg1 = fn.decoders.image(fg1_b, device=dec, output_type=types.RGB)
+        fg1 = decode_member(fg1_b, device, encoding, types.RGB)
         fg = fn.warp_affine(fg1, matrix=m1, size=[crop, crop], interp_type=types.INTERP_NN, fill_value=0)
         if combine_enabled:
-            # decoded outside the conditional (uncombined samples carry a blank 1 x 1 PNG: free to decode), so the
-            # "mixed" decoder never sits inside a branch
-            fg2 = fn.decoders.image(fg2_b, device=dec, output_type=types.RGB)
+            # decoded outside the conditional (uncombined samples carry a blank 1 x 1 member: free to decode), so
+            # the "mixed" decoder never sits inside a branch
+            fg2 = decode_member(fg2_b, device, encoding, types.RGB)
             if combine:
                 # F = F1 w1 + F2 w2 with the per-pixel weights made in torch (combine.py); one fused expression
                 fg2 = fn.warp_affine(fg2, matrix=m2, size=[crop, crop], interp_type=types.INTERP_NN, fill_value=0)
                 fg = fn.cast(fg * w1 + fg2 * w2, dtype=types.UINT8)  # rounds and saturates
         if composites:
-            bg = fn.decoders.image(bg_b, device=dec, output_type=types.RGB)
-        else:  # decode only the rows/columns the crop needs (JPEG region decoding skips the rest)
-            bg = fn.decoders.image_slice(bg_b, slice0, slice_shape, axis_names="HW", device=dec,
-                                         output_type=types.RGB)
+            bg = decode_member(bg_b, device, encoding, types.RGB)
+        else:  # decode only the rows/columns the crop needs
+            bg = decode_member_window(bg_b, slice0, slice_shape, device, encoding, types.RGB)
 
         if jitter_enabled:
             # HSV jitter (spec step 6): shifts of saturation/value scaled by their means over alpha > 0, applied by
