@@ -40,7 +40,7 @@ def _evaluate(args: argparse.Namespace) -> int:
 def _predict(args: argparse.Namespace) -> int:
     from jobs.predict import run_predict
 
-    written = run_predict(args.model, args.image, args.trimap, args.out, args.device)
+    written = run_predict(args.model, args.image, args.trimap, args.out, args.device, args.overwrite)
     print(f"wrote {len(written)} alpha matte(s): {written[0] if len(written) == 1 else written[0].parent}")
     return 0
 
@@ -109,6 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--trimap", required=True, help="trimap file or folder of same-named trimaps")
     r.add_argument("--out", required=True, help="output PNG (file mode) or folder (folder mode)")
     r.add_argument("--device", default="auto", help="auto | cpu | cuda[:N]")
+    r.add_argument("--overwrite", action="store_true", help="replace mattes that exist already (never an input)")
     r.set_defaults(func=_predict)
 
     s = sub.add_parser("submit", help="submit `train` to a Ray cluster (Job Submission API)")

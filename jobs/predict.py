@@ -39,13 +39,29 @@ def _pairs(image: Path, trimap: Path, out: Path) -> list[tuple[Path, Path, Path]
     return pairs
 
 
-def run_predict(model: str, image: str, trimap: str, out: str, device: str = "auto") -> list[Path]:
-    """Write one 8-bit alpha PNG per input image; returns the written paths."""
+def check_targets(pairs: list[tuple[Path, Path, Path]], overwrite: bool) -> None:
+    """Refuse, before anything is written, an output that is one of the inputs (always) or an existing file (unless
+    `overwrite`): a matte written over its photo or trimap loses the user's data."""
+    inputs = {p.resolve() for img, tri, _ in pairs for p in (img, tri)}
+    for img, _, target in pairs:
+        if target.resolve() in inputs:
+            raise JobError(f"--out would write the matte of {img} over the input file {target}: choose another --out")
+    existing = [target for _, _, target in pairs if target.exists()]
+    if existing and not overwrite:
+        more = f" (and {len(existing) - 1} more)" if len(existing) > 1 else ""
+        raise JobError(f"{existing[0]} exists{more}: pass --overwrite to replace existing mattes")
+
+
+def run_predict(model: str, image: str, trimap: str, out: str, device: str = "auto",
+                overwrite: bool = False) -> list[Path]:
+    """Write one 8-bit alpha PNG per input image; returns the written paths. Existing files are replaced only with
+    `overwrite`, and an input is never an output."""
     from model.inference import predict_alpha
 
     from jobs.model_uri import load_net, pick_device
 
     pairs = _pairs(Path(image).expanduser(), Path(trimap).expanduser(), Path(out).expanduser())
+    check_targets(pairs, overwrite)
     dev = pick_device(device)
     t0 = time.time()
     net = load_net(model, dev)

@@ -70,3 +70,32 @@ def test_evaluate_on_folder_without_test_data(capsys: pytest.CaptureFixture, tmp
     (tmp_path / "empty").mkdir()
     rc, err = _run(capsys, "evaluate", "--model", str(tmp_path), "--data", str(tmp_path / "empty"))
     assert rc == 2 and "neither a shard directory" in err
+
+
+@pytest.mark.parametrize("layout", ["file", "folder"])
+def test_predict_never_writes_over_its_inputs_or_existing_mattes(capsys: pytest.CaptureFixture, tmp_path: Path,
+                                                                layout: str) -> None:
+    from PIL import Image
+
+    photos, trimaps = tmp_path / "photos", tmp_path / "trimaps"
+    photos.mkdir()
+    trimaps.mkdir()
+    Image.new("RGB", (8, 8), (10, 20, 30)).save(photos / "cat.png")
+    Image.new("L", (8, 8), 128).save(trimaps / "cat.png")
+    before = (photos / "cat.png").read_bytes()
+    image, trimap = (photos / "cat.png", trimaps / "cat.png") if layout == "file" else (photos, trimaps)
+    for out in (image, trimap):  # the photo, the trimap (file), or their folders (folder)
+        rc, err = _run(capsys, "predict", "--model", str(tmp_path / "ckpt"), "--image", str(image),
+                       "--trimap", str(trimap), "--out", str(out))
+        assert rc == 2 and "over the input file" in err, err
+    assert (photos / "cat.png").read_bytes() == before
+    out = tmp_path / "mattes"
+    out.mkdir()
+    (out / "cat.png").write_bytes(b"an earlier matte")
+    rc, err = _run(capsys, "predict", "--model", str(tmp_path / "ckpt"), "--image", str(image),
+                   "--trimap", str(trimap), "--out", str(out if layout == "folder" else out / "cat.png"))
+    assert rc == 2 and "exists" in err and "--overwrite" in err
+    assert (out / "cat.png").read_bytes() == b"an earlier matte"
+    rc, err = _run(capsys, "predict", "--model", str(tmp_path / "ckpt"), "--image", str(image),
+                   "--trimap", str(trimap), "--out", str(out), "--overwrite")
+    assert rc == 2 and "neither an existing checkpoint path" in err  # past the output checks, at the model
