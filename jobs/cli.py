@@ -9,6 +9,8 @@ import warnings
 
 from jobs.errors import JobError
 
+TRACKING_HELP = "MLflow tracking URI (default $MLFLOW_TRACKING_URI, else sqlite:///runs/mlflow.db, the embedded store)"
+
 
 def _train(args: argparse.Namespace) -> int:
     from jobs.config import load_config
@@ -25,10 +27,19 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _use_tracking(args: argparse.Namespace) -> None:
+    """predict / export (evaluate does the same itself): the one tracking URI (--tracking-uri, else
+    $MLFLOW_TRACKING_URI, else the embedded default store); a registry URI needs the store to exist."""
+    from jobs.model_uri import is_mlflow_uri
+    from jobs.tracking import use_tracking_uri
+
+    use_tracking_uri(args.tracking_uri, must_exist=is_mlflow_uri(args.model))
+
+
 def _evaluate(args: argparse.Namespace) -> int:
     from jobs.evaluate import run_evaluate
 
-    s = run_evaluate(args.model, args.data, args.out, args.set_alias, args.device)
+    s = run_evaluate(args.model, args.data, args.out, args.set_alias, args.device, args.tracking_uri)
     means = "  ".join(f"{k} {v:.4f}" for k, v in s["means"].items())
     print(f"{s['model']} on {s['images']} images of {s['data']}: {means}")
     print(f"  per-image CSV {s['csv']}; MLflow evaluation run {s['eval_run_id']}")
@@ -40,6 +51,7 @@ def _evaluate(args: argparse.Namespace) -> int:
 def _predict(args: argparse.Namespace) -> int:
     from jobs.predict import run_predict
 
+    _use_tracking(args)
     written = run_predict(args.model, args.image, args.trimap, args.out, args.device, args.overwrite)
     print(f"wrote {len(written)} alpha matte(s): {written[0] if len(written) == 1 else written[0].parent}")
     return 0
@@ -61,10 +73,10 @@ def _demo(args: argparse.Namespace) -> int:
     return run_demo(args.workdir, fresh=args.fresh)
 
 
-# --- export (issue 7) ------------------------------------------------------------------------------------------
 def _export(args: argparse.Namespace) -> int:
     from jobs.export import export_model
 
+    _use_tracking(args)
     r = export_model(args.model, args.format, args.out, log_to_run=not args.no_log)
     errors = ", ".join(f"{k}: {v:.2g}" for k, v in r.max_abs_error.items())
     print(f"exported {args.model} as {r.format} to {r.path} in {r.seconds:.0f} s; max abs error vs PyTorch {errors}")
@@ -76,6 +88,7 @@ def _export(args: argparse.Namespace) -> int:
 def _add_export_parser(sub) -> None:
     x = sub.add_parser("export", help="ONNX or TorchScript file (dynamic batch/H/W), checked against PyTorch")
     x.add_argument("--model", required=True, help="models:/name@alias, models:/name/<version>, runs:/..., checkpoint")
+    x.add_argument("--tracking-uri", default=None, help=TRACKING_HELP)
     x.add_argument("--format", required=True, choices=("onnx", "torchscript"))
     x.add_argument("--out", required=True, help="output file, e.g. a2u.onnx or a2u.pt")
     x.add_argument("--no-log", action="store_true", help="do not log the file as an artifact of the model's run")
@@ -94,6 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.set_defaults(func=_train)
 
     e = sub.add_parser("evaluate", help="official metrics on test shards or a Composition-1k Test_set folder")
+    e.add_argument("--tracking-uri", default=None, help=TRACKING_HELP)
     e.add_argument("--model", required=True, help="models:/name@alias, models:/name/<version>, runs:/<id>/model "
                                                   "or a checkpoint path")
     e.add_argument("--data", required=True, help="shard directory with test-* shards, or Test_set with merged/ "
@@ -105,6 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     r = sub.add_parser("predict", help="alpha mattes for an image (or a folder) and its trimap(s)")
     r.add_argument("--model", required=True, help="models:/name@alias, models:/name/<version>, runs:/..., checkpoint")
+    r.add_argument("--tracking-uri", default=None, help=TRACKING_HELP)
     r.add_argument("--image", required=True, help="image file or folder")
     r.add_argument("--trimap", required=True, help="trimap file or folder of same-named trimaps")
     r.add_argument("--out", required=True, help="output PNG (file mode) or folder (folder mode)")

@@ -104,7 +104,7 @@ class ValSection:
 @dataclass
 class TrackingSection:
     """MLflow: where to log, what to register."""
-    tracking_uri: str | None = None    # None -> $MLFLOW_TRACKING_URI -> sqlite:///<cwd>/mlflow.db
+    tracking_uri: str | None = None    # None -> $MLFLOW_TRACKING_URI -> sqlite:///<cwd>/runs/mlflow.db
     experiment: str = "a2u-matting"
     registered_model_name: str = "a2u-matting"
     log_every_n_steps: int = 1

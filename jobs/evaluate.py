@@ -134,18 +134,16 @@ def _prior_score(client, experiment_id: str, name: str, version: str, fingerprin
 
 
 def run_evaluate(model: str, data: str, out_dir: str | None = None, set_alias: str | None = None,
-                 device: str = "auto") -> dict:
+                 device: str = "auto", tracking_uri: str | None = None) -> dict:
     """Score `model` on `data`, log an evaluation run, maybe move `set_alias`. Returns a summary dict."""
     import mlflow
     from mlflow.tracking import MlflowClient
 
-    from jobs.model_uri import load_net, pick_device, resolve_registered
-    from jobs.tracking import check_tracking_reachable, ensure_experiment, resolve_tracking_uri
+    from jobs.model_uri import is_mlflow_uri, load_net, pick_device, resolve_registered
+    from jobs.tracking import check_tracking_reachable, ensure_experiment, use_tracking_uri
 
-    uri = resolve_tracking_uri()
+    uri = use_tracking_uri(tracking_uri, must_exist=is_mlflow_uri(model))
     check_tracking_reachable(uri)
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_registry_uri(uri)
     ref = resolve_registered(model) if model.startswith("models:/") else None
     if set_alias and ref is None:
         raise JobError(f"--set-alias needs a registered model (models:/name@alias or models:/name/<version>), "

@@ -19,16 +19,41 @@ LAST_STEP_TAG = "a2u.last_logged_step"  # highest training step whose metrics ar
 LOCAL_HOSTS = ("127.0.0.1", "localhost")
 
 
+# The embedded default store, used by every command (train, demo, evaluate, predict, export) unless a tracking URI
+# is given: one place, so that what the demo registers is what `predict --model models:/...` finds.
+DEFAULT_STORE = Path("runs") / "mlflow.db"
+
+
 def resolve_tracking_uri(configured: str | None = None, base_dir: str | Path | None = None) -> str:
-    """Config value, else $MLFLOW_TRACKING_URI, else MLflow's own default `sqlite:///<base_dir or cwd>/mlflow.db`."""
+    """Config value, else $MLFLOW_TRACKING_URI, else the embedded default `sqlite:///<base_dir or cwd>/runs/mlflow.db`
+    (relative sqlite paths are made absolute so that Ray workers with another cwd open the same file)."""
     uri = configured or os.environ.get("MLFLOW_TRACKING_URI")
     if not uri:
-        uri = f"sqlite:///{Path(base_dir or os.getcwd()).resolve() / 'mlflow.db'}"
+        uri = f"sqlite:///{Path(base_dir or os.getcwd()).resolve() / DEFAULT_STORE}"
     if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
         # make a relative sqlite path absolute so Ray workers (other cwd) open the same file
         rel = uri[len("sqlite:///"):]
         if not os.path.isabs(rel):
             uri = f"sqlite:///{Path(rel).resolve()}"
+    return uri
+
+
+def use_tracking_uri(configured: str | None = None, *, must_exist: bool = False) -> str:
+    """Resolve the tracking URI (see `resolve_tracking_uri`), make it MLflow's tracking and registry URI, return it.
+
+    `must_exist`: for commands that read a registered model, a local sqlite store that does not exist is an error
+    naming where it looked, instead of an empty database made as a side effect."""
+    import mlflow
+
+    uri = resolve_tracking_uri(configured)
+    db = sqlite_path(uri)
+    if must_exist and db is not None and not db.is_file():
+        raise JobError(f"no MLflow store at {db}: train a model first (`make demo` registers one there), or point "
+                       "--tracking-uri / $MLFLOW_TRACKING_URI at your tracking server or database")
+    if db is not None:
+        db.parent.mkdir(parents=True, exist_ok=True)
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
     return uri
 
 

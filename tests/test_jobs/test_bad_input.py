@@ -48,7 +48,10 @@ def test_file_store_uri_rejected(capsys: pytest.CaptureFixture, tmp_path: Path, 
 @pytest.mark.parametrize("model", ["models:/no-such-model@champion", "models:/no-such-model/3"])
 def test_unknown_registered_model(capsys: pytest.CaptureFixture, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                   synthetic_dataset: Path, model: str) -> None:
+    from mlflow.tracking import MlflowClient
+
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'm.db'}")
+    MlflowClient(f"sqlite:///{tmp_path / 'm.db'}").search_experiments()  # a store that exists, without the model
     rc, err = _run(capsys, "evaluate", "--model", model, "--data", str(synthetic_dataset))
     assert rc == 2 and "no-such-model" in err and "not found" in err
 
@@ -99,3 +102,19 @@ def test_predict_never_writes_over_its_inputs_or_existing_mattes(capsys: pytest.
     rc, err = _run(capsys, "predict", "--model", str(tmp_path / "ckpt"), "--image", str(image),
                    "--trimap", str(trimap), "--out", str(out), "--overwrite")
     assert rc == 2 and "neither an existing checkpoint path" in err  # past the output checks, at the model
+
+
+def test_registry_commands_share_one_default_store_and_never_create_an_empty_one(
+        capsys: pytest.CaptureFixture, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from jobs.tracking import DEFAULT_STORE
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "a.png").write_bytes(b"x")
+    (tmp_path / "t.png").write_bytes(b"x")
+    for argv in (["predict", "--image", "a.png", "--trimap", "t.png", "--out", "o.png"],
+                 ["export", "--format", "onnx", "--out", "a.onnx"],
+                 ["evaluate", "--data", str(tmp_path)]):
+        rc, err = _run(capsys, argv[0], "--model", "models:/a2u-matting@champion", *argv[1:])
+        assert rc == 2 and f"no MLflow store at {tmp_path / DEFAULT_STORE}" in err, (argv[0], err)
+    assert not (tmp_path / "mlflow.db").exists() and not (tmp_path / DEFAULT_STORE).exists()
