@@ -6,6 +6,7 @@ fails before Ray or MLflow start instead of being silently ignored.
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -271,6 +272,57 @@ def validate(cfg: TrainConfig) -> None:
                        f"{pretrained!r} does not exist")
     if sorted(cfg.optim.milestones) != list(cfg.optim.milestones):
         raise JobError(f"config: optim.milestones must be increasing, got {cfg.optim.milestones}")
+    o = cfg.optim
+    for key, value, low, inclusive in (("optim.lr", o.lr, 0.0, False), ("optim.eps", o.eps, 0.0, False),
+                                       ("optim.gamma", o.gamma, 0.0, False),
+                                       ("optim.backbone_lr_ratio", o.backbone_lr_ratio, 0.0, True),
+                                       ("optim.weight_decay", o.weight_decay, 0.0, True)):
+        if not math.isfinite(value) or value < low or (value == low and not inclusive):
+            raise JobError(f"config: {key} must be a finite number {'>=' if inclusive else '>'} {low:g}, got {value}")
+    if len(o.betas) != 2 or not all(isinstance(b, (int, float)) and 0.0 <= b < 1.0 for b in o.betas):
+        raise JobError(f"config: optim.betas must be two numbers in [0, 1), got {o.betas}")
+    _check_mapping("data.augment", cfg.data.augment, _augment_check)
+    _check_mapping("model.options", cfg.model.options, _model_options_check)
+
+
+def _check_mapping(key: str, values: dict, check: Any) -> None:
+    """Check a free-form mapping section against the keyword arguments of what consumes it, with the same message
+    as the typed sections: a typo fails here, not inside a Ray worker after the MLflow run exists."""
+    known, problem = check(values)
+    unknown = sorted(set(values) - set(known))
+    if unknown:
+        valid = ", ".join(f"{key}.{k}" for k in known)
+        raise JobError(f"config: unknown config key '{key}.{unknown[0]}'; valid keys: {valid}")
+    if problem:
+        raise JobError(f"config: {key}: {problem}")
+
+
+def _augment_check(values: dict) -> tuple[list[str], str | None]:
+    from pipeline.options import AugmentOptions
+
+    known = [f.name for f in dataclasses.fields(AugmentOptions)]
+    if set(values) - set(known):
+        return known, None
+    try:
+        AugmentOptions.from_kwargs(**values)
+    except (TypeError, ValueError) as exc:
+        return known, str(exc)
+    return known, None
+
+
+def _model_options_check(values: dict) -> tuple[list[str], str | None]:
+    import inspect
+
+    from model.net import A2UMatting
+
+    known = [p for p in inspect.signature(A2UMatting.__init__).parameters if p != "self"]
+    if set(values) - set(known):
+        return known, None
+    try:
+        A2UMatting(**values)
+    except (TypeError, ValueError) as exc:
+        return known, str(exc)
+    return known, None
 
 
 def flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:

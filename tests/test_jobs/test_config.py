@@ -107,3 +107,24 @@ def test_a_worker_group_the_cluster_cannot_place_is_refused(scaling, resources, 
     with pytest.raises(JobError, match=match):
         check_cluster_fits(cfg, resources)
     check_cluster_fits(cfg, {"CPU": 64, "GPU": 8})  # enough of both
+
+
+@pytest.mark.parametrize("override,match", [
+    ("data.augment.p_combne=0.1", r"unknown config key 'data.augment.p_combne'; valid keys: data.augment.p_combine"),
+    ("data.augment.p_hflip=2", r"data.augment: .*p_hflip=2 is not a probability"),
+    ("model.options.upsamplr=bilinear", r"unknown config key 'model.options.upsamplr'; valid keys: model.options.upsampler"),
+    ("model.options.upsampler=bicubic", r"model.options: .*upsampler must be one of"),
+    ("optim.lr=.nan", r"optim.lr must be a finite number > 0"),
+    ("optim.lr=-0.01", r"optim.lr must be a finite number > 0"),
+    ("optim.weight_decay=-1", r"optim.weight_decay must be a finite number >= 0"),
+    ("optim.betas=[0.9, 1.5]", r"optim.betas must be two numbers"),
+])
+def test_free_form_sections_and_numbers_are_checked_at_load_time(override: str, match: str) -> None:
+    with pytest.raises(JobError, match=match):
+        load_config(None, [override])
+
+
+def test_valid_free_form_sections_load() -> None:
+    cfg = load_config(None, ["data.augment.p_combine=0.2", "data.augment.scale_range=[0.9, 1.1]",
+                             "model.options.upsampler=bilinear"])
+    assert cfg.data.augment == {"p_combine": 0.2, "scale_range": [0.9, 1.1]}
