@@ -9,7 +9,7 @@ log = logging.getLogger(__name__)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
-# STACK_NOTES §5: keep every Ray port on 127.0.0.1 and skip token auth on the embedded single-machine cluster.
+# Keep every Ray port on 127.0.0.1 and skip token auth on the embedded single-machine cluster.
 LOCAL_RAY_ENV = {
     "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
     "RAY_AUTH_MODE": "disabled",
@@ -25,10 +25,21 @@ def set_local_defaults() -> None:
         os.environ.setdefault(key, value)
 
 
+# Ray Train loggers whose INFO lines drown the project's own progress lines: every `ray.train.report` of every rank
+# logs the whole TrainingReport repr. They stay at WARNING unless debug logging is asked for (`python -m jobs -v`).
+CHATTY_RAY_LOGGERS = ("ray.train.v2._internal.execution.context",
+                      "ray.train.v2._internal.execution.checkpoint.checkpoint_manager")
+LOG_LEVEL_ENV = "A2U_LOG_LEVEL"  # the driver's level, handed to the Ray Train workers
+
+
 def quiet_ray_logs() -> None:
-    """worker_process_setup_hook: silence the V2 PlacementGroupCleaner's "Failed to query ... State API" warning,
-    which repeats every few seconds when the dashboard (State API) is off; harmless (STACK_NOTES §5)."""
+    """worker_process_setup_hook and worker start: silence the V2 PlacementGroupCleaner's "Failed to query ... State
+    API" warning, which repeats every few seconds when the dashboard (State API) is off (harmless), and keep Ray
+    Train's per-report INFO lines at debug verbosity only."""
     logging.getLogger("ray.train.v2._internal.execution.controller.placement_group_cleaner").setLevel(logging.ERROR)
+    if os.environ.get(LOG_LEVEL_ENV, "INFO").upper() != "DEBUG":
+        for name in CHATTY_RAY_LOGGERS:
+            logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def connect(num_cpus: int | None = None) -> bool:

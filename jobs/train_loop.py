@@ -392,6 +392,10 @@ class _Trainer:
 
 def train_loop_per_worker(config: dict[str, Any]) -> None:
     """Ray Train entry point (config = {"cfg", "mlflow_run_id", "tracking_uri", "run_dir", "resume_from"})."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    from jobs.ray_env import LOG_LEVEL_ENV, quiet_ray_logs
+
+    logging.basicConfig(level=os.environ.get(LOG_LEVEL_ENV, "INFO").upper(),
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    quiet_ray_logs()
     torch.set_num_threads(max(1, int(os.environ.get("OMP_NUM_THREADS", "1"))))
     _Trainer(config).run()

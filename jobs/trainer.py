@@ -134,6 +134,7 @@ def run_training(cfg: TrainConfig) -> TrainOutcome:
 
 
 def _fit(cfg: TrainConfig, name: str, storage: str, run_id: str, tracking_uri: str, local_run_dir: str | None):
+    from jobs import ray_env
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchConfig, TorchTrainer
 
@@ -150,7 +151,9 @@ def _fit(cfg: TrainConfig, name: str, storage: str, run_id: str, tracking_uri: s
         run_config=RunConfig(name=name, storage_path=storage,
                              checkpoint_config=CheckpointConfig(num_to_keep=cfg.checkpoint.num_to_keep),
                              failure_config=FailureConfig(max_failures=cfg.checkpoint.max_failures),
-                             worker_runtime_env={"env_vars": {"MLFLOW_TRACKING_URI": tracking_uri}}),
+                             worker_runtime_env={"env_vars": {
+                                 "MLFLOW_TRACKING_URI": tracking_uri,
+                                 ray_env.LOG_LEVEL_ENV: logging.getLevelName(logging.getLogger().getEffectiveLevel())}}),
     )
     try:
         return trainer.fit()

@@ -128,3 +128,16 @@ def test_valid_free_form_sections_load() -> None:
     cfg = load_config(None, ["data.augment.p_combine=0.2", "data.augment.scale_range=[0.9, 1.1]",
                              "model.options.upsampler=bilinear"])
     assert cfg.data.augment == {"p_combine": 0.2, "scale_range": [0.9, 1.1]}
+
+
+def test_ray_train_report_chatter_is_debug_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    import logging
+
+    from jobs import ray_env
+
+    for level, expected in (("INFO", logging.WARNING), ("DEBUG", logging.NOTSET)):
+        for name in ray_env.CHATTY_RAY_LOGGERS:
+            monkeypatch.setattr(logging.getLogger(name), "level", logging.NOTSET)
+        monkeypatch.setenv(ray_env.LOG_LEVEL_ENV, level)
+        ray_env.quiet_ray_logs()
+        assert all(logging.getLogger(n).level == expected for n in ray_env.CHATTY_RAY_LOGGERS), level
