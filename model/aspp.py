@@ -41,11 +41,16 @@ class ASPP(nn.Module):
     """Five parallel 256-channel branches (1×1, three separable dilated 3×3, image pooling) → concat → 1×1 → dropout."""
 
     def __init__(self, in_channels: int = 256, out_channels: int = 256, output_stride: int = 16,
-                 dropout: float = 0.5, branch_channels: int = 256) -> None:
+                 dropout: float = 0.5, branch_channels: int = 256,
+                 dilations: tuple[int, int, int] | None = None) -> None:
+        """`dilations` overrides the output stride's table (same layers and parameters): training crops of 64-128 px
+        give 4-8-px maps here, on which the table's 6/12/18 taps only read padding, so their weights never train."""
         super().__init__()
         if output_stride not in ASPP_DILATIONS:
             raise ValueError(f"ASPP: output_stride must be one of {sorted(ASPP_DILATIONS)}, got {output_stride}")
-        d1, d2, d3 = ASPP_DILATIONS[output_stride]
+        if dilations is not None and (len(dilations) != 3 or min(dilations) < 1):
+            raise ValueError(f"ASPP: dilations must be three integers >= 1, got {dilations}")
+        d1, d2, d3 = ASPP_DILATIONS[output_stride] if dilations is None else (int(d) for d in dilations)
         self.aspp1 = _Branch(conv_bn_act(in_channels, branch_channels, 1))
         self.aspp2 = _Branch(_separable_branch(in_channels, branch_channels, d1))
         self.aspp3 = _Branch(_separable_branch(in_channels, branch_channels, d2))

@@ -91,12 +91,13 @@ class A2UMatting(nn.Module):
 
     Options: ``upsampler`` ("a2u" | "bilinear" | "nearest"), ``share`` (shared or channel-wise U/V filters),
     ``up_kernel_size`` s (down kernels are 2s), ``encode_kernel_size`` k_e, ``groups`` G, ``rank`` d,
-    ``decoder_kernel_size``, ``dropout`` (ASPP). The output is not passed through a sigmoid (§3.5).
+    ``decoder_kernel_size``, ``dropout`` (ASPP), ``aspp_dilations`` (default: the output stride's 6/12/18; small
+    training crops need smaller ones, see model/aspp.py). The output is not passed through a sigmoid (§3.5).
     """
 
     def __init__(self, upsampler: str = "a2u", share: bool = True, up_kernel_size: int = 3,
                  encode_kernel_size: int = 6, groups: int = 1, rank: int = 1, decoder_kernel_size: int = 3,
-                 dropout: float = 0.5) -> None:
+                 dropout: float = 0.5, aspp_dilations: tuple[int, int, int] | None = None) -> None:
         super().__init__()
         if upsampler not in UPSAMPLERS:
             raise ValueError(f"A2UMatting: upsampler must be one of {UPSAMPLERS}, got {upsampler!r}")
@@ -120,7 +121,8 @@ class A2UMatting(nn.Module):
         self.layer3_1 = A2UResidualBlock(128, 256, generator(256))
         self.layer3_2 = _basic_blocks(256, 3)
         # context (§3.4)
-        self.dconv_pp = ASPP(256, 256, OUTPUT_STRIDE, dropout)
+        self.dconv_pp = ASPP(256, 256, OUTPUT_STRIDE, dropout,
+                             dilations=None if aspp_dilations is None else tuple(aspp_dilations))
         # decoder (§3.5)
         self.decoder_layer4 = DecoderBlock(256, 128, decoder_kernel_size)
         self.decoder_layer3 = DecoderBlock(128, 64, decoder_kernel_size)
