@@ -17,6 +17,11 @@ def _train(args: argparse.Namespace) -> int:
     from jobs.trainer import run_training
 
     cfg = load_config(args.config, args.overrides)
+    if args.print_config:
+        from jobs.config import to_yaml
+
+        print(to_yaml(cfg), end="")
+        return 0
     out = run_training(cfg)
     print(f"trained {out.run_name}: {out.step} steps in {out.seconds:.0f} s"
           + (f", median {out.images_per_second:.2f} images/s" if out.images_per_second else ""))
@@ -104,6 +109,8 @@ def build_parser() -> argparse.ArgumentParser:
     t = sub.add_parser("train", help="Ray Train DDP training with MLflow tracking and model registration")
     t.add_argument("--config", required=True, help="YAML file, e.g. jobs/configs/a2u_comp1k.yaml")
     t.add_argument("overrides", nargs="*", help="section.key=value (YAML-typed), e.g. optim.epochs=2")
+    t.add_argument("--print-config", action="store_true",
+                   help="print the resolved configuration (defaults, file, overrides; all checked) and exit")
     t.set_defaults(func=_train)
 
     e = sub.add_parser("evaluate", help="official metrics on test shards or a Composition-1k Test_set folder")

@@ -141,3 +141,14 @@ def test_ray_train_report_chatter_is_debug_only(monkeypatch: pytest.MonkeyPatch)
         monkeypatch.setenv(ray_env.LOG_LEVEL_ENV, level)
         ray_env.quiet_ray_logs()
         assert all(logging.getLogger(n).level == expected for n in ray_env.CHATTY_RAY_LOGGERS), level
+
+
+def test_print_config_shows_the_resolved_configuration(capsys: pytest.CaptureFixture) -> None:
+    import yaml
+
+    from jobs.cli import main
+
+    assert main(["train", "--config", "jobs/configs/a2u_comp1k.yaml", "optim.epochs=3", "--print-config"]) == 0
+    printed = yaml.safe_load(capsys.readouterr().out)
+    assert printed["optim"]["epochs"] == 3 and printed["model"]["pretrained"] == "torchvision"
+    assert printed["tracking"]["log_every_n_steps"] >= 1  # defaults are part of it
