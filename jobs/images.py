@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from data_prep.images import BadInputError, load_alpha, load_rgb
 from formats.images import IMAGE_SUFFIXES  # noqa: F401 - re-exported for evaluate/predict
 from jobs.errors import JobError
 
@@ -14,24 +15,20 @@ log = logging.getLogger(__name__)
 
 
 def read_rgb(path: str | Path) -> np.ndarray:
-    """H×W×3 uint8 RGB (alpha channels dropped, 16-bit reduced to 8-bit)."""
+    """H×W×3 uint8 RGB through data_prep's reader (the one image reader: 16-bit, palette, grey and RGBA handled the
+    same way when preparing data and when predicting)."""
     try:
-        with Image.open(path) as im:
-            return np.asarray(im.convert("RGB"), dtype=np.uint8)
-    except (OSError, ValueError) as exc:
-        raise JobError(f"cannot read image {path}: {exc}") from exc
+        return load_rgb(Path(path))
+    except BadInputError as exc:
+        raise JobError(f"cannot read image {exc}") from exc
 
 
 def read_gray(path: str | Path) -> np.ndarray:
-    """H×W uint8 (a colour file is converted to luminance)."""
+    """H×W uint8 trimap or alpha through data_prep's alpha reader (16-bit scaled, grey RGB accepted, colour refused)."""
     try:
-        with Image.open(path) as im:
-            if im.mode in ("I;16", "I;16B", "I"):
-                arr = np.asarray(im, dtype=np.float64)
-                return np.clip(arr / 257.0 + 0.5, 0, 255).astype(np.uint8)
-            return np.asarray(im.convert("L"), dtype=np.uint8)
-    except (OSError, ValueError) as exc:
-        raise JobError(f"cannot read image {path}: {exc}") from exc
+        return load_alpha(Path(path))
+    except BadInputError as exc:
+        raise JobError(f"cannot read image {exc}") from exc
 
 
 def write_gray(path: str | Path, array: np.ndarray) -> None:

@@ -34,3 +34,18 @@ def test_an_alpha_matte_is_refused() -> None:
     ramp = np.tile(np.arange(256, dtype=np.uint8), (4, 1))
     with pytest.raises(JobError, match=r"m.png: 256 distinct values .* alpha matte or a photo"):
         check_trimap(ramp, "m.png")
+
+
+def test_a_16_bit_grey_photo_is_read_as_its_grey_levels(tmp_path) -> None:
+    from PIL import Image
+
+    from data_prep.images import load_rgb
+    from jobs.images import read_rgb
+
+    ramp = (np.arange(64, dtype=np.uint16).reshape(8, 8) * 1000).astype(np.uint16)
+    path = tmp_path / "grey16.png"
+    Image.fromarray(ramp).save(path)  # uint16 -> a 16-bit grey PNG
+    rgb = read_rgb(path)
+    assert rgb.shape == (8, 8, 3) and len(np.unique(rgb)) > 32  # not clipped to white
+    np.testing.assert_array_equal(rgb[..., 0], np.rint(ramp / 257.0).astype(np.uint8))
+    np.testing.assert_array_equal(rgb, load_rgb(path))  # one reader for both rooms
