@@ -113,11 +113,11 @@ def prepare_out_dir(out_dir: Path, options: dict, overwrite: bool) -> dict | Non
     for pattern in (".*.partial", ".*.tmp[0-9]*"):  # a killed run's temp files: never complete, safe to drop
         for p in out_dir.glob(pattern):
             p.unlink()
-    state = read_state(out_dir)
-    if overwrite:
+    if overwrite:  # before reading anything: --overwrite also replaces an unreadable manifest
         for p in _our_files(out_dir):
             p.unlink()
         return None
+    state = read_state(out_dir)
     if state is not None:
         # datasets written before the encoding option existed are png
         there = {"encoding": DEFAULT_ENCODING, **state["options"]} if "encoding" in options else state["options"]

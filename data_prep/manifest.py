@@ -51,15 +51,18 @@ def write_progress(out_dir: Path, options: dict, shards: list[dict]) -> None:
 
 
 def read_state(out_dir: Path) -> dict | None:
-    """The journal of an unfinished run, else the manifest of a finished one, else None."""
-    for name in (PROGRESS, MANIFEST):
-        path = Path(out_dir) / name
-        if path.is_file():
-            try:
-                doc = json.loads(path.read_text())
-            except json.JSONDecodeError:
-                continue
-            if isinstance(doc, dict) and "options" in doc and "shards" in doc:
-                doc["_source"] = name
-                return doc
+    """The journal of an unfinished run, else the manifest of a finished one (read and checked by
+    `read_manifest`: one of another format version raises ManifestError), else None."""
+    path = Path(out_dir) / PROGRESS
+    if path.is_file():
+        try:
+            doc = json.loads(path.read_text())
+        except json.JSONDecodeError:
+            doc = None  # a journal torn by a crash: fall back to the manifest, else start afresh
+        if isinstance(doc, dict) and "options" in doc and "shards" in doc:
+            doc["_source"] = PROGRESS
+            return doc
+    if (Path(out_dir) / MANIFEST).is_file():
+        m = read_manifest(out_dir)
+        return {"options": m.options, "shards": m.shards, "skipped": m.skipped, "_source": MANIFEST}
     return None

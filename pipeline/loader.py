@@ -15,14 +15,12 @@ from collections.abc import Iterator
 import numpy as np
 import torch
 
-from formats.encoding import member_names
-
 from .combine import combined_alpha, foreground_weights
 from .crop import choose_crop, crop_from_alpha
-from .dataset import Dataset, DatasetError, Shard
+from .dataset import Dataset, DatasetError
 from .decoding import decodes
 from .options import AugmentOptions
-from .sampling import BatchPlan, Sampler
+from .sampling import BatchPlan, CorruptMemberError, MemberNames, Sampler
 from .train_graph import BG_REGION_INPUTS, COMBINE_INPUTS, FINISH_INPUTS, JITTER_INPUTS, finish_graph, geometry_graph
 
 log = logging.getLogger(__name__)
@@ -90,16 +88,11 @@ def single_torch_thread(device: torch.device):
         torch.set_num_threads(previous)
 
 
-def _member(shard: Shard, key: str, base: str, encoding: str) -> str:
-    """The name of the member holding image `base` of a sample (e.g. 'fg.jpg'), for error messages."""
-    names = member_names(base, encoding)
-    return next((n for n in names if n in shard.members.get(key, {})), names[0])
-
-
 def find_corrupt(plan: BatchPlan, encoding: str = "png") -> list[tuple[str, str, str]]:
     """(shard, key, member) of every member of the plan that does not decode on the host (OpenCV for PNG/JPEG,
     the `.npy` checks for raw); used to name the member a DALI failure came from."""
     bad = []
+    names = MemberNames.of(encoding)
     for src, (f1, f2, bgb), geo_a1, geo_a2, comb in zip(plan.sources, plan.fg_bytes, plan.geometry[0],
                                                        plan.geometry[1], plan.combine):
         checks = [(src[0], "alpha", geo_a1), (src[0], "fg", f1), (src[1], "bg", bgb)]
@@ -109,7 +102,7 @@ def find_corrupt(plan: BatchPlan, encoding: str = "png") -> list[tuple[str, str,
             checks += [(src[2], "alpha", geo_a2), (src[2], "fg", f2)]
         for (shard, key, _), base, data in checks:
             if not decodes(data, encoding):
-                bad.append((str(shard.path), key, _member(shard, key, base, encoding)))
+                bad.append((str(shard.path), key, names.present(shard, key, base)))
     return bad
 
 
@@ -166,6 +159,7 @@ class TrainLoader:
         self._next_feed = 0                   # global iteration the geometry source yields next
         self._next_out = 0                    # global iteration whose outputs come next
         self._inflight: dict[int, BatchPlan] = {}
+        self._source_error: CorruptMemberError | None = None  # a member the sampler could not read (see _source)
         self._combine_enabled = self.options.p_combine > 0 and not composites
         self._finish = finish_graph(batch_size, self.num_threads, self.device_id, self._dev_kind, crop_size,
                                     composites, self._combine_enabled, self.options.hsv_jitter, self.encoding)
@@ -216,7 +210,11 @@ class TrainLoader:
 
     # -- geometry graph ---------------------------------------------------------------------------------------------
     def _source(self):
-        plan = self.sampler.plan(self._next_feed)
+        try:
+            plan = self.sampler.plan(self._next_feed)
+        except CorruptMemberError as exc:  # DALI re-raises it from run(); `_prepare` names the member
+            self._source_error = exc
+            raise
         self._inflight[self._next_feed] = plan
         self._next_feed += 1
         return tuple(plan.geometry)
@@ -231,7 +229,9 @@ class TrainLoader:
 
     def _fail(self, exc: Exception, plans: list[BatchPlan]) -> None:
         """Turn a DALI failure into a DatasetError naming the member, or mark it skipped; re-raises otherwise."""
-        bad = [b for p in plans for b in find_corrupt(p, self.encoding)]
+        planned, self._source_error = self._source_error, None
+        bad = [(planned.shard, planned.key, planned.member)] if planned is not None else []
+        bad += [b for p in plans for b in find_corrupt(p, self.encoding)]
         if not bad:
             raise DatasetError(f"DALI failed on a batch of {self.dataset.dir} (keys "
                                f"{[k for p in plans for k in p.keys]}): {exc}") from exc

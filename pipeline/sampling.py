@@ -30,6 +30,15 @@ def _blank(channels: int, encoding: str) -> np.ndarray:
     return buf.ravel()
 
 
+class CorruptMemberError(DatasetError):
+    """A member whose header cannot be read while planning a batch (before DALI sees it); names it."""
+
+    def __init__(self, shard: Shard, key: str, member: str, problem: str) -> None:
+        self.shard, self.key, self.member = str(shard.path), key, member
+        super().__init__(f"{shard.path}: sample {key!r} has a corrupt {member} member ({problem}); "
+                         "rerun data_prep for this directory")
+
+
 @dataclass(frozen=True)
 class MemberNames:
     """The member names to read for each image of a sample, and the blank placeholders, in one encoding."""
@@ -45,6 +54,20 @@ class MemberNames:
     def of(cls, encoding: str) -> "MemberNames":
         return cls(member_names("alpha", encoding), member_names("trimap", encoding), member_names("fg", encoding),
                    member_names("bg", encoding), _blank(1, encoding), _blank(3, encoding))
+
+    def present(self, shard: Shard, key: str, base: str) -> str:
+        """The name of the member holding image `base` of a sample (e.g. 'fg.jpg'), for messages."""
+        names: tuple[str, ...] = getattr(self, base)
+        return next((n for n in names if n in shard.members.get(key, {})), names[0])
+
+
+def _size(data: np.ndarray, source: tuple[Shard, str, str], base: str, names: MemberNames) -> tuple[int, int]:
+    """(H, W) from a member's header, or CorruptMemberError naming it."""
+    try:
+        return image_size(data)
+    except ValueError as exc:
+        shard, key = source[0], source[1]
+        raise CorruptMemberError(shard, key, names.present(shard, key, base), f"unreadable header: {exc}") from exc
 
 
 @dataclass
@@ -155,13 +178,10 @@ class Sampler:
                 src.append((s2, k2, "alpha/fg (second foreground)"))
             else:
                 a2, f2 = names.blank_alpha, names.blank_rgb
-            try:
-                h1, w1 = image_size(a1)
-                h2, w2 = image_size(a2)
-                hb, wb = image_size(bgb)
-            except ValueError as exc:
-                raise DatasetError(f"{shard.path} / {bshard.path}: sample {key!r} or background {bkey!r} has an "
-                                   f"unreadable image header ({exc}); rerun data_prep") from exc
+            h1, w1 = _size(a1, src[0], "alpha", names)
+            h2, w2 = _size(a2, src[2], "trimap" if self.composites else "alpha", names) if len(src) > 2 \
+                else image_size(a2)
+            hb, wb = _size(bgb, src[1], "bg", names)
             # step 1: optional square resize
             hs, ws = h1, w1
             resize = np.eye(3)
