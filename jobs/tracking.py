@@ -145,38 +145,87 @@ def log_params_once(uri: str, run_id: str, params: dict[str, Any]) -> None:
         log.warning("resumed run %s with changed config: %s", run_id, ", ".join(t.key[15:] for t in changed))
 
 
+def tracking_errors() -> tuple[type[BaseException], ...]:
+    """What a tracking outage raises: MLflow's own errors (HTTP after its retries, a locked or lost database) and
+    plain connection failures."""
+    import requests
+    from mlflow.exceptions import MlflowException
+
+    return MlflowException, requests.exceptions.RequestException, ConnectionError, TimeoutError
+
+
 class StepLogger:
     """Buffers per-step metrics on rank 0 and publishes them only once a checkpoint holds those steps.
 
     A restart resumes from the last checkpoint, so nothing published is ever re-trained (no duplicates) and every
     step is published once its checkpoint exists (no gaps). `LAST_STEP_TAG` guards the rare case of a crash between
     publishing and the controller registering the checkpoint.
+
+    A tracking outage does not stop training: what cannot be published stays buffered and is retried at the next
+    flush, with one warning per outage; other calls go through `call`, which warns instead of raising. If the run's
+    tag cannot be read at start, `fallback_last_logged` (what the checkpoint recorded) stands in for it.
     """
 
-    def __init__(self, uri: str, run_id: str) -> None:
+    def __init__(self, uri: str, run_id: str, fallback_last_logged: int = 0, client: Any = None) -> None:
         self.uri, self.run_id = uri, run_id
-        self.client = _client(uri)
-        tag = self.client.get_run(run_id).data.tags.get(LAST_STEP_TAG)
-        self.last_logged = int(tag) if tag is not None else 0
+        self.client = client if client is not None else _client(uri)
         self._pending: list[tuple[str, float, int, int]] = []
+        self._outage = False
+        try:
+            tag = self.client.get_run(run_id).data.tags.get(LAST_STEP_TAG)
+            self.last_logged = int(tag) if tag is not None else 0
+        except tracking_errors() as exc:
+            self._warn(exc)
+            self.last_logged = fallback_last_logged
+
+    def _warn(self, exc: BaseException) -> None:
+        if not self._outage:
+            log.warning("MLflow tracking at %s is unreachable (%s): training goes on, metrics are buffered and "
+                        "retried at each checkpoint", self.uri, str(exc).strip().splitlines()[0][:200] if str(exc)
+                        else type(exc).__name__)
+        self._outage = True
+
+    def _recovered(self) -> None:
+        if self._outage:
+            log.warning("MLflow tracking at %s answers again: buffered metrics published", self.uri)
+        self._outage = False
+
+    def call(self, method: str, *args: Any, **kwargs: Any) -> bool:
+        """`client.<method>(*args)`, warning instead of raising on a tracking outage; True when it went through."""
+        try:
+            getattr(self.client, method)(*args, **kwargs)
+        except tracking_errors() as exc:
+            self._warn(exc)
+            return False
+        self._recovered()
+        return True
 
     def add(self, step: int, metrics: dict[str, float]) -> None:
         now = int(time.time() * 1000)
         self._pending.extend((k, float(v), now, step) for k, v in metrics.items())
 
     def flush(self, up_to_step: int) -> None:
-        """Publish buffered metrics with step <= up_to_step (a checkpoint at that step now exists)."""
+        """Publish buffered metrics with step <= up_to_step (a checkpoint at that step now exists); during an outage
+        they stay buffered for the next flush."""
         from mlflow.entities import Metric, RunTag
 
-        ready = [m for m in self._pending if m[3] <= up_to_step]
-        self._pending = [m for m in self._pending if m[3] > up_to_step]
-        fresh = [Metric(k, v, t, s) for k, v, t, s in ready if s > self.last_logged]
-        if not fresh:
+        ready = [m for m in self._pending if m[3] <= up_to_step and m[3] > self.last_logged]
+        later = [m for m in self._pending if m[3] > up_to_step]
+        if not ready:
+            self._pending = later
             return
-        for i in range(0, len(fresh), 900):
-            self.client.log_batch(self.run_id, metrics=fresh[i:i + 900])
-        self.last_logged = max(m.step for m in fresh)
-        self.client.log_batch(self.run_id, tags=[RunTag(LAST_STEP_TAG, str(self.last_logged))])
+        metrics = [Metric(k, v, t, s) for k, v, t, s in ready]
+        try:
+            for i in range(0, len(metrics), 900):  # a resent batch only rewrites the same (key, step, value) points
+                self.client.log_batch(self.run_id, metrics=metrics[i:i + 900])
+            last = max(m.step for m in metrics)
+            self.client.log_batch(self.run_id, tags=[RunTag(LAST_STEP_TAG, str(last))])
+        except tracking_errors() as exc:
+            self._warn(exc)
+            return  # everything stays pending
+        self._recovered()
+        self.last_logged = last
+        self._pending = later
 
 
 def model_signature():

@@ -145,8 +145,9 @@ class _Trainer:
 
             from jobs.tracking import StepLogger
 
-            self.logger = StepLogger(self.tracking_uri, self.run_id)
-            self.logger.client.set_tag(self.run_id, "a2u.worker_nodes", json.dumps(self.worker_nodes))
+            self.logger = StepLogger(self.tracking_uri, self.run_id,
+                                     fallback_last_logged=int((saved or {}).get("mlflow_last_logged", 0)))
+            self.logger.call("set_tag", self.run_id, "a2u.worker_nodes", json.dumps(self.worker_nodes))
 
     # ---------------------------------------------------------------- resume
     def _saved_state(self, resume_from: str | None) -> dict[str, Any] | None:
@@ -198,7 +199,8 @@ class _Trainer:
                 "scheduler": self.scheduler.state_dict(), "step": self.step, "epoch": self.epoch,
                 "batch_in_epoch": self.batch_in_epoch, "rng": rng, "world_size": self.world,
                 "worker_nodes": self.worker_nodes,
-                "config": self.cfg.to_dict(), "mlflow_run_id": self.run_id})
+                "config": self.cfg.to_dict(), "mlflow_run_id": self.run_id,
+                "mlflow_last_logged": self.logger.last_logged if self.logger is not None else 0})
             ray.train.report(metrics, checkpoint=Checkpoint.from_directory(tmp),
                              checkpoint_dir_name=f"checkpoint_step{self.step:08d}")
         finally:
@@ -254,7 +256,7 @@ class _Trainer:
         totals = _all_reduce([*sums.values(), float(count)], self.world)
         n = totals[-1]
         if grid_path is not None and self.logger is not None:
-            self.logger.client.log_artifact(self.run_id, str(grid_path), "val_grids")
+            self.logger.call("log_artifact", self.run_id, str(grid_path), "val_grids")
             shutil.rmtree(grid_path.parent, ignore_errors=True)
         if n == 0:
             return {}
@@ -386,7 +388,7 @@ class _Trainer:
             log.error("non-finite loss at step %d (epoch %d): stopping; the last good checkpoint is kept",
                       bad_step, self.epoch + 1)
             assert self.logger is not None  # the driver reads this tag (Result.metrics only keeps checkpointed ones)
-            self.logger.client.set_tag(self.run_id, NONFINITE_KEY, str(bad_step))
+            self.logger.call("set_tag", self.run_id, NONFINITE_KEY, str(bad_step))
         ray.train.report({NONFINITE_KEY: bad_step, "epoch": self.epoch}, checkpoint=None)
 
 

@@ -101,20 +101,20 @@ def run_training(cfg: TrainConfig) -> TrainOutcome:
         try:
             result = _fit(cfg, name, storage, run_id, tracking_uri, local_run_dir)
         except BaseException:
-            client.set_terminated(run_id, status="FAILED")
+            _mark_run(client, run_id, "FAILED")
             raise
     finally:
         if started_local:
             ray.shutdown()
 
     ckpt_path = result.checkpoint.path if result.checkpoint is not None else None
-    bad_step = client.get_run(run_id).data.tags.get(NONFINITE_KEY)
+    bad_step = _nonfinite_tag(client, run_id, result)
     if bad_step is not None:
-        client.set_terminated(run_id, status="FAILED")
+        _mark_run(client, run_id, "FAILED")
         raise NonFiniteLossError(f"training stopped: the loss became NaN/inf at step {bad_step}; "
                                  f"the last good checkpoint is {ckpt_path}. Lower optim.lr or check the data.")
     if result.checkpoint is None:
-        client.set_terminated(run_id, status="FAILED")
+        _mark_run(client, run_id, "FAILED")
         raise JobError(f"training of {name} finished without a checkpoint (see the Ray logs under {run_dir})")
 
     model_uri = version = None
@@ -122,15 +122,45 @@ def run_training(cfg: TrainConfig) -> TrainOutcome:
     if cfg.tracking.log_model:
         net = _net_from_state(state)
         t0 = time.time()
-        info = tracking.log_and_register_model(net, tracking_uri, run_id, cfg.tracking.registered_model_name,
-                                               cfg.tracking.serialization_format)
+        try:
+            info = tracking.log_and_register_model(net, tracking_uri, run_id, cfg.tracking.registered_model_name,
+                                                   cfg.tracking.serialization_format)
+        except tracking.tracking_errors() as exc:
+            raise JobError(f"training of {name} finished (checkpoint {ckpt_path}) but the model could not be logged "
+                           f"to MLflow at {tracking_uri}: {str(exc).strip().splitlines()[0][:300]}\nrerun the same "
+                           f"command with run.name={name} run.storage_path={storage} once tracking answers: it "
+                           "resumes at the end and registers the model") from exc
         model_uri, version = info["model_uri"], info["version"]
         log.info("logged the model (%s, %.1f s) and registered %s version %s", info["serialization_format"],
                  time.time() - t0, cfg.tracking.registered_model_name, version)
-    client.set_terminated(run_id, status="FINISHED")
+    _mark_run(client, run_id, "FINISHED")
     ips = _mean_images_per_second(client, run_id)
     return TrainOutcome(name, run_dir, run_id, tracking_uri, ckpt_path, model_uri, version, int(state["step"]),
                         time.time() - t_start, ips)
+
+
+def _mark_run(client, run_id: str, status: str) -> None:
+    """End the MLflow run with `status`; a tracking outage here only warns, so it never hides the real outcome (or
+    the resume hint) behind a second traceback."""
+    from jobs.tracking import tracking_errors
+
+    try:
+        client.set_terminated(run_id, status=status)
+    except tracking_errors() as exc:
+        log.warning("could not mark MLflow run %s %s (tracking unreachable: %s)", run_id, status,
+                    str(exc).strip().splitlines()[0][:200] if str(exc) else type(exc).__name__)
+
+
+def _nonfinite_tag(client, run_id: str, result) -> str | None:
+    """The step of a NaN/inf stop: the workers' MLflow tag, or (tracking unreachable) their last Ray report."""
+    from jobs.tracking import tracking_errors
+    from jobs.train_loop import NONFINITE_KEY
+
+    try:
+        return client.get_run(run_id).data.tags.get(NONFINITE_KEY)
+    except tracking_errors():
+        value = (result.metrics or {}).get(NONFINITE_KEY)
+        return None if value is None else str(int(value))
 
 
 def _fit(cfg: TrainConfig, name: str, storage: str, run_id: str, tracking_uri: str, local_run_dir: str | None):
