@@ -253,3 +253,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted: completed shards are kept, re-run the same command to resume", file=sys.stderr)
         return 130
+    except OSError as exc:  # --out under a file, a read-only or full file system, an unwritable --preview path
+        where = exc.filename or "?"
+        print(f"error: {where}: {exc.strerror or exc} (completed shards are kept; fix the path or free space, then "
+              "re-run the same command to resume)", file=sys.stderr)
+        return 2

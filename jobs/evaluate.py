@@ -65,8 +65,23 @@ def iter_folder(root: Path) -> Iterator[EvalSample]:
 def iter_shards(root: Path) -> Iterator[EvalSample]:
     import pipeline
 
-    for s in pipeline.build_eval_loader(str(root), split="test"):
-        yield EvalSample(str(s["key"]), to_u8(s["image"]), to_u8(s["trimap"]), to_u8(s["alpha"]))
+    try:
+        for s in pipeline.build_eval_loader(str(root), split="test"):
+            yield EvalSample(str(s["key"]), to_u8(s["image"]), to_u8(s["trimap"]), to_u8(s["alpha"]))
+    except pipeline.DatasetError as exc:
+        raise JobError(str(exc)) from exc
+
+
+def check_test_shards(root: Path, manifest) -> None:
+    """Refuse test shards that fail data_prep's verification (size, sha256, members, DALI index) before any score is
+    computed or logged: a damaged shard would give a score for data nobody prepared."""
+    from data_prep.verify import verify_shard
+
+    problems = [p for entry in manifest.shards_of("test") for p in verify_shard((str(root), entry, manifest.encoding))]
+    if problems:
+        listed = "; ".join(f"{f}: {why}" for f, why in problems[:5])
+        raise JobError(f"{len(problems)} problem(s) in the test shards of {root}: {listed} "
+                       f"(`python -m data_prep verify {root}` lists them; re-run data_prep to rewrite the shards)")
 
 
 def open_dataset(data: str) -> tuple[Iterator[EvalSample], int | None, str]:
@@ -83,6 +98,7 @@ def open_dataset(data: str) -> tuple[Iterator[EvalSample], int | None, str]:
         shards = manifest.shards_of("test")
         if not shards:
             raise JobError(f"{manifest.path} lists no test-* shards; write them with data_prep (synthetic always does)")
+        check_test_shards(root, manifest)
         digest = hashlib.sha256(json.dumps(sorted(s.get("sha256", s["name"]) for s in shards)).encode()).hexdigest()
         return iter_shards(root), sum(int(s.get("samples", 0)) for s in shards) or None, f"shards:{digest[:16]}"
     from data_prep.plans import is_composition1k_test_set

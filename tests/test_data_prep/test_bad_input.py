@@ -160,3 +160,19 @@ def test_exif_rotated_jpeg_is_re_encoded_not_passed_through(raw, tmp_path):
     m = _fg_members(out)["obj01"]
     assert "fg.png" in m and "fg.jpg" not in m
     assert np.array_equal(_decoded(m["fg.png"]), np.asarray(Image.open(src)))
+
+
+def test_unwritable_outputs_give_an_error_line_not_a_traceback(tmp_path: Path,
+                                                               capsys: pytest.CaptureFixture) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    rc = main(["synthetic", "--out", str(blocker / "shards"), "--count", "2", "--size", "64"])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.startswith("error: ") and str(blocker) in err and "Traceback" not in err
+    good = tmp_path / "good"
+    assert main(["synthetic", "--out", str(good), "--count", "2", "--size", "64", "--seed", "0"]) == 0
+    capsys.readouterr()
+    rc = main(["stats", str(good), "--preview", str(blocker / "preview.png")])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.startswith("error: ") and "Traceback" not in err
+    assert verify_dataset(good) == []  # what was written before stays sound

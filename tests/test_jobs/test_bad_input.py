@@ -118,3 +118,19 @@ def test_registry_commands_share_one_default_store_and_never_create_an_empty_one
         rc, err = _run(capsys, argv[0], "--model", "models:/a2u-matting@champion", *argv[1:])
         assert rc == 2 and f"no MLflow store at {tmp_path / DEFAULT_STORE}" in err, (argv[0], err)
     assert not (tmp_path / "mlflow.db").exists() and not (tmp_path / DEFAULT_STORE).exists()
+
+
+def test_evaluation_refuses_a_damaged_test_shard(tmp_path: Path, synthetic_dataset: Path) -> None:
+    import shutil
+
+    from jobs.errors import JobError
+    from jobs.evaluate import open_dataset
+
+    data = tmp_path / "data"
+    shutil.copytree(synthetic_dataset, data)
+    shard = sorted(data.glob("test-*.tar"))[0]
+    raw = bytearray(shard.read_bytes())
+    raw[len(raw) // 2] ^= 0xFF  # one flipped byte inside a member
+    shard.write_bytes(bytes(raw))
+    with pytest.raises(JobError, match=rf"{shard.name}: sha256 does not match"):
+        open_dataset(str(data))
