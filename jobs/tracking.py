@@ -50,6 +50,8 @@ def use_tracking_uri(configured: str | None = None, *, must_exist: bool = False)
     if must_exist and db is not None and not db.is_file():
         raise JobError(f"no MLflow store at {db}: train a model first (`make demo` registers one there), or point "
                        "--tracking-uri / $MLFLOW_TRACKING_URI at your tracking server or database")
+    if must_exist and uri.startswith(("http://", "https://")):
+        check_tracking_reachable(uri)  # a server that never answers fails in seconds, not after MLflow's retries
     if db is not None:
         db.parent.mkdir(parents=True, exist_ok=True)
     mlflow.set_tracking_uri(uri)

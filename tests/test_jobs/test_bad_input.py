@@ -134,3 +134,19 @@ def test_evaluation_refuses_a_damaged_test_shard(tmp_path: Path, synthetic_datas
     shard.write_bytes(bytes(raw))
     with pytest.raises(JobError, match=rf"{shard.name}: sha256 does not match"):
         open_dataset(str(data))
+
+
+def test_predict_gives_up_quickly_on_a_tracking_server_that_never_answers(capsys: pytest.CaptureFixture,
+                                                                         tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as silent:  # accepts connections (backlog) and never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        uri = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        t0 = time.time()
+        rc, err = _run(capsys, "predict", "--tracking-uri", uri, "--model", "models:/a2u-matting@champion",
+                       "--image", str(tmp_path / "a.png"), "--trimap", str(tmp_path / "t.png"),
+                       "--out", str(tmp_path / "o.png"))
+    assert rc == 2 and "unreachable" in err and uri in err
+    assert time.time() - t0 < 30
