@@ -4,7 +4,7 @@ This is the conventional loader the DALI pipeline replaces (the official code's 
 full-size images in DataLoader worker processes, in the spec's order (A2U_SPEC.md §4.2): combination, random resize,
 affine, flip, trimap by erosion, upscale + crop around an unknown pixel, HSV jitter, composite. Sizes are scaled to
 the crop like the DALI loader's (pipeline/options.py). Shard bytes are read through pipeline.dataset so both loaders
-pay the same I/O.
+pay the same I/O, and members are decoded as the dataset's encoding says: OpenCV for png, the `.npy` reader for raw.
 """
 from __future__ import annotations
 
@@ -15,13 +15,18 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from formats.encoding import decode_npy, member_names
 from pipeline.dataset import Dataset as ShardDataset
 from pipeline.dataset import MemberReader
 from pipeline.options import AugmentOptions
 
 
-def _decode(buf: np.ndarray, flags: int) -> np.ndarray:
-    img = cv2.imdecode(buf, flags)
+def _decode(buf: np.ndarray, colour: bool, encoding: str) -> np.ndarray:
+    """BGR H x W x 3 (colour) or H x W (grey) uint8 pixels of a member, as OpenCV's pipeline wants them."""
+    if encoding == "raw":
+        pixels = decode_npy(buf, 3 if colour else 1)
+        return cv2.cvtColor(pixels, cv2.COLOR_RGB2BGR) if colour else pixels[:, :, 0]
+    img = cv2.imdecode(buf, cv2.IMREAD_COLOR if colour else cv2.IMREAD_GRAYSCALE)
     if img is None:
         raise ValueError("undecodable member")
     return img
@@ -34,6 +39,8 @@ class OpenCVMattingDataset(Dataset):
         ds = ShardDataset(dataset_dir)
         self.fg = ds.samples("fg")
         self.bg = ds.samples("bg")
+        self.encoding = ds.encoding
+        self.names = {b: member_names(b, ds.encoding) for b in ("fg", "alpha", "bg")}
         self.crop, self.length, self.seed = crop, length, seed
         self.opt = AugmentOptions()
         self.sizes = self.opt.scaled(crop)
@@ -44,8 +51,9 @@ class OpenCVMattingDataset(Dataset):
 
     def _load_fg(self, i: int) -> tuple[np.ndarray, np.ndarray]:
         shard, key = self.fg[i]
-        fg = _decode(self.reader.read(shard, key, ("fg.png", "fg.jpg")), cv2.IMREAD_COLOR)
-        alpha = _decode(self.reader.read(shard, key, ("alpha.png",)), cv2.IMREAD_GRAYSCALE).astype(np.float32) / 255
+        fg = _decode(self.reader.read(shard, key, self.names["fg"]), True, self.encoding)
+        alpha = _decode(self.reader.read(shard, key, self.names["alpha"]), False, self.encoding)
+        alpha = alpha.astype(np.float32) / 255
         return fg, alpha
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
@@ -55,7 +63,7 @@ class OpenCVMattingDataset(Dataset):
         o, c = self.opt, self.crop
         fg, alpha = self._load_fg(index % len(self.fg))
         bshard, bkey = self.bg[int(rng.integers(len(self.bg)))]
-        bg = _decode(self.reader.read(bshard, bkey, ("bg.jpg", "bg.png")), cv2.IMREAD_COLOR)
+        bg = _decode(self.reader.read(bshard, bkey, self.names["bg"]), True, self.encoding)
         # 1. combination and random resize
         if rng.random() < o.p_combine:
             fg2, a2 = self._load_fg(int(rng.integers(len(self.fg))))

@@ -7,11 +7,13 @@ Commands (`python -m data_prep <command> --help`):
   verify DIR                                        sizes/sha256 vs manifest, decode all, sizes, .idx; exit 0 = OK
   stats DIR [--preview PNG]                         samples per kind, sizes, unknown fraction, contact sheet
 Writer options (all builders): --seed, --shard-size (default 256MB, 1024-based), --workers (default CPU count),
---val-count N, --test-composites K, --train-composites K, --skip-bad, --overwrite.
+--val-count N, --test-composites K, --train-composites K, --skip-bad, --overwrite, --encoding png|raw.
 
 Layout (data contract with pipeline/ and jobs/): manifest.json + `<kind>-NNNNNN.tar` + `<kind>-NNNNNN.idx`, kinds
 fg (fg.png|fg.jpg, alpha.png, meta.json), bg (bg.jpg), val/test (image.png, trimap.png, alpha.png, meta.json),
-train (image.png, alpha.png, trimap.png, fg.png, bg.jpg). Keys never contain dots.
+train (image.png, alpha.png, trimap.png, fg.png, bg.jpg). Keys never contain dots. With `--encoding raw` every image
+member is `<name>.npy` instead (uint8 H x W x C, the pixels the png member decodes to; formats/encoding.py), and the
+manifest's "encoding" says which (absent in older manifests: png). The manifest is read by formats.manifest.
 
 Splits. folders/composition1k: `--val-count N` foregrounds (seeded choice) leave the fg shards and become val
 composites on `--val-composites` (2) backgrounds each; folders `--test-count N` does the same for the test set
