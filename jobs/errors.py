@@ -8,3 +8,7 @@ class JobError(RuntimeError):
 
 class NonFiniteLossError(JobError):
     """Training produced a NaN/inf loss; the run was stopped and the last good checkpoint kept."""
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C (SIGINT) during training: Ray aborted the run; the message says how to resume it."""

@@ -13,6 +13,8 @@ from typing import Iterator
 
 import pytest
 import requests
+import torch
+from mlflow.tracking import MlflowClient
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent
@@ -106,3 +108,32 @@ def ray_head() -> Iterator[dict]:
         yield {"dashboard": dashboard, "gcs": f"127.0.0.1:{ports['port']}", "pid": proc.pid}
     finally:
         stop_process_group(proc, timeout=60)
+
+
+@pytest.fixture(scope="module")
+def registered(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
+    """A real A2U net (BN statistics moved off their defaults) registered as a2u-matting@champion in a sqlite store."""
+    root = tmp_path_factory.mktemp("export_store")
+    uri = f"sqlite:///{root / 'mlflow.db'}"
+    from jobs.tracking import ensure_experiment, log_and_register_model
+    from model.net import A2UMatting
+
+    old = os.environ.get("MLFLOW_TRACKING_URI")
+    os.environ["MLFLOW_TRACKING_URI"] = uri
+    torch.manual_seed(0)
+    net = A2UMatting()
+    with torch.no_grad():  # a few train-mode passes give non-trivial running statistics
+        for _ in range(2):
+            net.train()(torch.randn(2, 4, 32, 32))
+    net.eval()
+    client = MlflowClient(uri, uri)
+    run_id = client.create_run(ensure_experiment(uri, "export-test")).info.run_id
+    info = log_and_register_model(net, uri, run_id, "a2u-matting", serialization_format="pickle")
+    client.set_registered_model_alias("a2u-matting", "champion", info["version"])
+    try:
+        yield {"net": net, "run_id": run_id, "uri": uri, "root": root}
+    finally:
+        if old is None:
+            os.environ.pop("MLFLOW_TRACKING_URI", None)
+        else:
+            os.environ["MLFLOW_TRACKING_URI"] = old
