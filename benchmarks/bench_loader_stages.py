@@ -22,6 +22,7 @@ sys.path.insert(0, str(REPO))
 import torch  # noqa: E402
 
 import pipeline  # noqa: E402
+from formats.manifest import MANIFEST  # noqa: E402
 from pipeline.loader import single_torch_thread  # noqa: E402
 
 ABLATIONS = ({}, {"hsv_jitter": False}, {"p_combine": 0.0}, {"p_combine": 0.0, "hsv_jitter": False})
@@ -74,7 +75,7 @@ def main() -> None:
     ap.add_argument("--batches", type=int, default=10)
     ap.add_argument("--threads", type=int, default=1, help="DALI threads per graph")
     args = ap.parse_args()
-    if not (args.data / "manifest.json").exists():
+    if not (args.data / MANIFEST).exists():
         sys.exit(f"{args.data}: no dataset; run benchmarks/bench_loader.py once (it writes it) or pass --data")
     print(f"data {args.data} | crop {args.crop} | batch 8 x {args.batches} | DALI threads {args.threads} | "
           f"torch {torch.__version__} | load {os.getloadavg()[0]:.2f}")

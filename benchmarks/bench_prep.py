@@ -12,7 +12,6 @@ seconds (user+sys of the CLI and its workers, from RUSAGE_CHILDREN) and samples 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import resource
@@ -25,6 +24,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+
+from formats.manifest import read_manifest  # noqa: E402
 
 
 def _make_raw(root: Path, n_fg: int, n_bg: int, size: int) -> dict[str, Path]:
@@ -55,8 +56,8 @@ def _run(args: list[str]) -> tuple[float, int, int, float]:
     c0, t0 = _cpu_children(), time.perf_counter()
     subprocess.run([sys.executable, "-m", "data_prep", *args], cwd=REPO, check=True, capture_output=True)
     secs, cpu = time.perf_counter() - t0, _cpu_children() - c0
-    doc = json.loads((out / "manifest.json").read_text())
-    return secs, sum(s["samples"] for s in doc["shards"]), sum(s["bytes"] for s in doc["shards"]), cpu
+    shards = read_manifest(out).shards
+    return secs, sum(s["samples"] for s in shards), sum(s["bytes"] for s in shards), cpu
 
 
 def main() -> None:
