@@ -301,8 +301,9 @@ def step_ops_bench() -> None:
 def step_train_bench() -> None:
     """Whole training step at 16 and 8 × 512², fp32 and bf16: ours vs unfold vs per-sample generator vs both."""
     need_cuda()
-    code, out = run_child([sys.executable, "benchmarks/bench_step.py", "--batch", "16", "8", "--crop", "512",
-                           "--warmup", "3", "--iters", "10"], 200)
+    extra = os.environ.get("GPU_CHECK_STEP_ARGS", "--batch 16 8").split()  # e.g. "--batch 16 --channels-last"
+    code, out = run_child([sys.executable, "benchmarks/bench_step.py", "--crop", "512", "--warmup", "3",
+                           "--iters", "10", *extra], 200)
     print(out[-6000:])
     rows = _json_rows(out)
     emit({"exit_code": code, "rows": rows, "ok": code == 0 and bool(rows)})
