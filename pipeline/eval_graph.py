@@ -1,7 +1,7 @@
 """The DALI evaluation graph: test/val composites decoded at full size (image RGB, alpha and trimap grey).
 
-Everything runs in DALI (PNG decoders on "cpu" or "mixed", raw `.npy` members by `decoders.numpy`); samples are fed as encoded bytes in manifest order so each
-one is read exactly once, by exactly one rank.
+Everything runs in DALI (PNG decoders on "cpu" or "mixed", raw `.npy` members by `decoders.numpy`); samples are fed
+as encoded bytes in manifest order so each one is read exactly once, by exactly one rank.
 """
 from __future__ import annotations
 
