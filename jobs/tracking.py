@@ -16,6 +16,7 @@ log = logging.getLogger(__name__)
 
 RUN_KEY_TAG = "a2u.run_key"           # "<storage_path>/<name>" of the Ray run this MLflow run belongs to
 LAST_STEP_TAG = "a2u.last_logged_step"  # highest training step whose metrics are in MLflow (dedupe on resume)
+STEP_TAG = "a2u.step"                # on a model version: the training step of the weights it holds
 LOCAL_HOSTS = ("127.0.0.1", "localhost")
 
 
@@ -145,6 +146,15 @@ def log_params_once(uri: str, run_id: str, params: dict[str, Any]) -> None:
     if changed:
         client.log_batch(run_id, tags=changed)
         log.warning("resumed run %s with changed config: %s", run_id, ", ".join(t.key[15:] for t in changed))
+
+
+def registered_version(client, name: str, run_id: str, step: int) -> str | None:
+    """The version of `name` that this run registered at this training step, if any (so that invoking a finished run
+    again does not register the same weights twice)."""
+    for mv in client.search_model_versions(f"name='{name}' and run_id='{run_id}'"):
+        if mv.tags.get(STEP_TAG) == str(step):
+            return str(mv.version)
+    return None
 
 
 def tracking_errors() -> tuple[type[BaseException], ...]:

@@ -86,6 +86,23 @@ class _IntervalStats:
         return loss_sum / max(ok, 1.0), over, (int(first) if bad else None)
 
 
+class _IntervalTimer:
+    """Wall time and data-wait time of the steps since the last host sync."""
+
+    def __init__(self) -> None:
+        self.restart()
+
+    def restart(self) -> None:
+        self.t_prev = self.t_sync = time.perf_counter()
+        self.waited, self.steps = 0.0, 0
+
+    def got_batch(self) -> None:
+        self.waited += time.perf_counter() - self.t_prev
+
+    def next_batch(self) -> None:
+        self.t_prev = time.perf_counter()
+
+
 def _gather(obj: Any, world: int) -> list[Any]:
     if world == 1:
         return [obj]
@@ -243,7 +260,7 @@ class _Trainer:
         grid_path = None
         for sample in loader:
             if limit is not None and count >= limit:
-                continue  # drain: the loader promises full passes
+                break  # val.max_samples reached: the rest of the split is not decoded (the loader is per call)
             image, trimap, alpha = to_u8(sample["image"]), to_u8(sample["trimap"]), to_u8(sample["alpha"])
             pred = predict_alpha(net, image, trimap)
             for k, v in evaluate(pred, alpha, trimap).items():
@@ -274,102 +291,127 @@ class _Trainer:
             **d.augment)
 
     def run(self) -> None:
+        """Epochs until `optim.epochs`, a NaN/inf stop or the time budget; each epoch ends validated and
+        checkpointed."""
         cfg = self.cfg
         loader = self._build_loader()
         steps_per_epoch = len(loader)
-        every = cfg.checkpoint.every_n_steps
-        net = self.net
-        t_begin, stop = time.time(), 0.0
-        budget_s = None if cfg.optim.max_train_minutes is None else 60.0 * cfg.optim.max_train_minutes
-        mean = torch.tensor([0.485, 0.456, 0.406], device=self.device).view(1, 3, 1, 1)
-        std = torch.tensor([0.229, 0.224, 0.225], device=self.device).view(1, 3, 1, 1)
-        stats = _IntervalStats(self.device)
-        log_every = max(1, cfg.tracking.log_every_n_steps)
+        self._t_begin = time.time()
+        self._stats = _IntervalStats(self.device)
+        self._mean = torch.tensor([0.485, 0.456, 0.406], device=self.device).view(1, 3, 1, 1)
+        self._std = torch.tensor([0.229, 0.224, 0.225], device=self.device).view(1, 3, 1, 1)
         if self.rank == 0:
             log.info("training: %d workers x batch %d, crop %d, %d steps/epoch, epochs %d..%d, step %d",
                      self.world, cfg.data.batch_size, cfg.data.crop_size, steps_per_epoch, self.epoch + 1,
                      cfg.optim.epochs, self.step)
         while self.epoch < cfg.optim.epochs:
-            loader.set_epoch(self.epoch, start_batch=self.batch_in_epoch)  # mid-epoch resume: the same stream
-            net.train()
-            batches = iter(loader)
-            t_prev = t_sync = time.perf_counter()
-            waited, steps_since = 0.0, 0
-            for i in range(self.batch_in_epoch, steps_per_epoch):
-                batch = next(batches)
-                waited += time.perf_counter() - t_prev
-                image, alpha, trimap = batch["image"], batch["alpha"], batch["trimap"]
-                x = torch.cat([(image - mean) / std, trimap], dim=1)
-                if cfg.perf.channels_last:
-                    x = x.contiguous(memory_format=torch.channels_last)
-                with _autocast(cfg, self.device):
-                    pred = net(x)
-                loss = self.loss_fn(pred.float(), alpha, trimap, batch["fg"], batch["bg"], image)
-                if cfg.debug.nan_at_step is not None and self.step + 1 == cfg.debug.nan_at_step:
-                    loss = loss * float("nan")
-                stats.add(loss, self.step + 1)
-                steps_since += 1
-                # the only host sync: every log_every_n_steps steps, at checkpoint steps and at the epoch's end,
-                # before this step's update (with a sync every step a bad loss never reaches the weights; with
-                # longer intervals the run still stops at the next sync and never checkpoints bad weights)
-                sync = ((self.step + 1) % log_every == 0 or (every and (self.step + 1) % every == 0)
-                        or i + 1 == steps_per_epoch)
-                if sync:
-                    over_budget = float(self.rank == 0 and budget_s is not None and time.time() - t_begin > budget_s)
-                    loss_mean, stop, bad_step = stats.reduce(over_budget, self.world)
-                    if bad_step is not None:
-                        self._stop_nonfinite(bad_step)
-                        return
-                self.optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                if cfg.optim.grad_clip_norm:
-                    torch.nn.utils.clip_grad_norm_(net.parameters(), cfg.optim.grad_clip_norm)
-                self.optimizer.step()
-                self.step += 1
-                self.batch_in_epoch = i + 1
-                now = time.perf_counter()
-                if sync and self.logger is not None:
-                    interval = max(now - t_sync, 1e-9)  # steps since the last sync, timed between syncs
-                    metrics = {"train/loss": loss_mean, "train/epoch": self.epoch + (i + 1) / steps_per_epoch,
-                               "train/images_per_second": cfg.data.batch_size * self.world * steps_since / interval,
-                               "train/data_wait_fraction": min(1.0, waited / interval)}
-                    for g, group in enumerate(self.optimizer.param_groups):
-                        metrics[f"train/lr_{group.get('name', g)}"] = group["lr"]
-                    self.logger.add(self.step, metrics)
-                    if self.step % max(1, 10 * log_every) == 0 or self.step <= 3:
-                        log.info("epoch %d step %d/%d loss %.4f %.2f img/s data-wait %.0f%%", self.epoch + 1, i + 1,
-                                 steps_per_epoch, metrics["train/loss"], metrics["train/images_per_second"],
-                                 100 * metrics["train/data_wait_fraction"])
-                self._maybe_inject_failure()
-                if not sync:
-                    t_prev = time.perf_counter()
-                    continue
-                if stop and i + 1 < steps_per_epoch:  # time budget spent: keep this step, finish cleanly
-                    if self.rank == 0:
-                        log.warning("optim.max_train_minutes=%s reached at step %d (epoch %d, batch %d/%d): "
-                                    "stopping here", cfg.optim.max_train_minutes, self.step, self.epoch + 1, i + 1,
-                                    steps_per_epoch)
-                    val = self._validate() if cfg.val.enabled and self._has_val() else {}
-                    if self.logger is not None and val:
-                        self.logger.add(self.step, val)
-                        log.info("final validation: %s", ", ".join(f"{k[4:]} {v:.4g}" for k, v in val.items()))
-                    self._checkpoint({**val, "train/loss": loss_mean, BUDGET_KEY: 1.0})
-                    return
-                if every and self.step % every == 0 and i + 1 < steps_per_epoch:
-                    self._checkpoint({"train/loss": loss_mean})
-                waited, steps_since = 0.0, 0
-                t_prev = t_sync = time.perf_counter()  # the next interval starts after the checkpoint
+            outcome = self._train_epoch(loader, steps_per_epoch)
+            if outcome in ("nonfinite", "stopped"):
+                return
             self.scheduler.step()
             self.epoch += 1
             self.batch_in_epoch = 0
-            val = self._validate() if cfg.val.enabled and self._has_val() else {}
-            if self.logger is not None and val:
-                self.logger.add(self.step, val)
-                log.info("epoch %d validation: %s", self.epoch,
-                         ", ".join(f"{k[4:]} {v:.4g}" for k, v in val.items()))
-            self._checkpoint({**val, BUDGET_KEY: 1.0} if stop else val)
-            if stop:
+            over_budget = outcome == "over_budget"
+            self._validate_and_checkpoint(f"epoch {self.epoch} validation", {BUDGET_KEY: 1.0} if over_budget else {})
+            if over_budget:
                 return
+
+    def _train_epoch(self, loader, steps_per_epoch: int) -> str:
+        """The rest of the current epoch: "epoch" (done), "over_budget" (done, and the time budget is spent),
+        "stopped" (budget spent mid-epoch: validated and checkpointed here) or "nonfinite" (NaN/inf stop)."""
+        cfg = self.cfg
+        every, log_every = cfg.checkpoint.every_n_steps, max(1, cfg.tracking.log_every_n_steps)
+        loader.set_epoch(self.epoch, start_batch=self.batch_in_epoch)  # mid-epoch resume: the same stream
+        self.net.train()
+        batches = iter(loader)
+        timer = _IntervalTimer()
+        stop = 0.0
+        for i in range(self.batch_in_epoch, steps_per_epoch):
+            batch = next(batches)
+            timer.got_batch()
+            loss = self._loss(batch)
+            self._stats.add(loss, self.step + 1)
+            timer.steps += 1
+            last = i + 1 == steps_per_epoch
+            # the only host sync: every log_every_n_steps steps, at checkpoint steps and at the epoch's end, before
+            # this step's update (with a sync every step a bad loss never reaches the weights; with longer
+            # intervals the run still stops at the next sync and never checkpoints bad weights)
+            sync = (self.step + 1) % log_every == 0 or bool(every and (self.step + 1) % every == 0) or last
+            if sync:
+                loss_mean, stop, bad_step = self._stats.reduce(self._over_budget(), self.world)
+                if bad_step is not None:
+                    self._stop_nonfinite(bad_step)
+                    return "nonfinite"
+            self._update(loss)
+            self.step += 1
+            self.batch_in_epoch = i + 1
+            if sync:
+                self._log_interval(loss_mean, timer, i + 1, steps_per_epoch)
+            self._maybe_inject_failure()
+            if not sync:
+                timer.next_batch()
+                continue
+            if stop and not last:  # time budget spent: keep this step, finish cleanly
+                if self.rank == 0:
+                    log.warning("optim.max_train_minutes=%s reached at step %d (epoch %d, batch %d/%d): stopping "
+                                "here", cfg.optim.max_train_minutes, self.step, self.epoch + 1, i + 1, steps_per_epoch)
+                self._validate_and_checkpoint("final validation", {"train/loss": loss_mean, BUDGET_KEY: 1.0})
+                return "stopped"
+            if every and self.step % every == 0 and not last:
+                self._checkpoint({"train/loss": loss_mean})
+            timer.restart()  # the next interval starts after the checkpoint
+        return "over_budget" if stop else "epoch"
+
+    def _over_budget(self) -> float:
+        budget = self.cfg.optim.max_train_minutes
+        return float(self.rank == 0 and budget is not None and time.time() - self._t_begin > 60.0 * budget)
+
+    def _loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Forward pass (normalised RGB + trimap, autocast as configured) and the matting loss of one batch."""
+        cfg = self.cfg
+        image, alpha, trimap = batch["image"], batch["alpha"], batch["trimap"]
+        x = torch.cat([(image - self._mean) / self._std, trimap], dim=1)
+        if cfg.perf.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with _autocast(cfg, self.device):
+            pred = self.net(x)
+        loss = self.loss_fn(pred.float(), alpha, trimap, batch["fg"], batch["bg"], image)
+        if cfg.debug.nan_at_step is not None and self.step + 1 == cfg.debug.nan_at_step:
+            loss = loss * float("nan")
+        return loss
+
+    def _update(self, loss: torch.Tensor) -> None:
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.cfg.optim.grad_clip_norm:
+            torch.nn.utils.clip_grad_norm_(self.net.parameters(), self.cfg.optim.grad_clip_norm)
+        self.optimizer.step()
+
+    def _log_interval(self, loss_mean: float, timer: "_IntervalTimer", batch: int, steps_per_epoch: int) -> None:
+        """Rank 0: the interval's metrics into the step logger, and a progress line now and then."""
+        if self.logger is None:
+            return
+        cfg = self.cfg
+        log_every = max(1, cfg.tracking.log_every_n_steps)
+        interval = max(time.perf_counter() - timer.t_sync, 1e-9)  # steps since the last sync, timed between syncs
+        metrics = {"train/loss": loss_mean, "train/epoch": self.epoch + batch / steps_per_epoch,
+                   "train/images_per_second": cfg.data.batch_size * self.world * timer.steps / interval,
+                   "train/data_wait_fraction": min(1.0, timer.waited / interval)}
+        for g, group in enumerate(self.optimizer.param_groups):
+            metrics[f"train/lr_{group.get('name', g)}"] = group["lr"]
+        self.logger.add(self.step, metrics)
+        if self.step % max(1, 10 * log_every) == 0 or self.step <= 3:
+            log.info("epoch %d step %d/%d loss %.4f %.2f img/s data-wait %.0f%%", self.epoch + 1, batch,
+                     steps_per_epoch, metrics["train/loss"], metrics["train/images_per_second"],
+                     100 * metrics["train/data_wait_fraction"])
+
+    def _validate_and_checkpoint(self, label: str, extra: dict[str, float]) -> None:
+        """Validation on the val split (when enabled and present), logged at this step, then a checkpoint."""
+        val = self._validate() if self.cfg.val.enabled and self._has_val() else {}
+        if self.logger is not None and val:
+            self.logger.add(self.step, val)
+            log.info("%s: %s", label, ", ".join(f"{k[4:]} {v:.4g}" for k, v in val.items()))
+        self._checkpoint({**val, **extra})
 
     def _has_val(self) -> bool:
         from formats.manifest import read_manifest

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import signal
 import os
 import time
 from dataclasses import dataclass
@@ -10,7 +11,7 @@ from typing import Any
 
 from formats.manifest import REMEDY, ManifestError, read_manifest
 from jobs.config import TrainConfig, flatten, to_yaml
-from jobs.errors import JobError, NonFiniteLossError
+from jobs.errors import JobError, NonFiniteLossError, TrainingInterrupted
 
 log = logging.getLogger(__name__)
 
@@ -100,6 +101,9 @@ def run_training(cfg: TrainConfig) -> TrainOutcome:
             client.delete_tag(run_id, NONFINITE_KEY)
         try:
             result = _fit(cfg, name, storage, run_id, tracking_uri, local_run_dir)
+        except KeyboardInterrupt:
+            _mark_run(client, run_id, "KILLED")
+            raise
         except BaseException:
             _mark_run(client, run_id, "FAILED")
             raise
@@ -119,7 +123,12 @@ def run_training(cfg: TrainConfig) -> TrainOutcome:
 
     model_uri = version = None
     state = _load_final_state(result.checkpoint)
-    if cfg.tracking.log_model:
+    already = tracking.registered_version(client, cfg.tracking.registered_model_name, run_id, int(state["step"]))
+    if cfg.tracking.log_model and already is not None:  # a finished run invoked again: nothing new to register
+        model_uri, version = f"models:/{cfg.tracking.registered_model_name}/{already}", already
+        log.info("%s is already registered as version %s at step %s: not registering it again",
+                 name, version, state["step"])
+    elif cfg.tracking.log_model:
         net = _net_from_state(state)
         t0 = time.time()
         try:
@@ -131,6 +140,8 @@ def run_training(cfg: TrainConfig) -> TrainOutcome:
                            f"command with run.name={name} run.storage_path={storage} once tracking answers: it "
                            "resumes at the end and registers the model") from exc
         model_uri, version = info["model_uri"], info["version"]
+        client.set_model_version_tag(cfg.tracking.registered_model_name, str(version), tracking.STEP_TAG,
+                                     str(state["step"]))
         log.info("logged the model (%s, %.1f s) and registered %s version %s", info["serialization_format"],
                  time.time() - t0, cfg.tracking.registered_model_name, version)
     _mark_run(client, run_id, "FINISHED")
@@ -170,7 +181,23 @@ def _fit(cfg: TrainConfig, name: str, storage: str, run_id: str, tracking_uri: s
 
     from jobs.train_loop import train_loop_per_worker
 
-    trainer = TorchTrainer(
+    class InterruptibleTrainer(TorchTrainer):
+        """Notes a SIGINT before Ray's own handler aborts the run, so the outcome can be told from a failure."""
+
+        interrupted = False
+
+        def _register_sigint_handler(self, controller) -> None:
+            super()._register_sigint_handler(controller)
+            ray_handler = signal.getsignal(signal.SIGINT)
+
+            def handler(signum, frame):
+                self.interrupted = True
+                if callable(ray_handler):
+                    ray_handler(signum, frame)
+
+            signal.signal(signal.SIGINT, handler)
+
+    trainer = InterruptibleTrainer(
         train_loop_per_worker,
         train_loop_config={"cfg": cfg.to_dict(), "mlflow_run_id": run_id, "tracking_uri": tracking_uri,
                            "run_dir": local_run_dir},
@@ -185,16 +212,21 @@ def _fit(cfg: TrainConfig, name: str, storage: str, run_id: str, tracking_uri: s
                                  "MLFLOW_TRACKING_URI": tracking_uri,
                                  ray_env.LOG_LEVEL_ENV: logging.getLevelName(logging.getLogger().getEffectiveLevel())}}),
     )
+    resume = f"rerun with run.name={name} run.storage_path={storage} to resume from its last checkpoint"
     try:
-        return trainer.fit()
-    except Exception as exc:
+        result = trainer.fit()
+    except BaseException as exc:
         from ray.train import TrainingFailedError
 
+        if trainer.interrupted:  # Ray's handler aborted the controller (its error, or a SystemExit, lands here)
+            raise TrainingInterrupted(f"training run {name} interrupted; {resume}") from exc
         if isinstance(exc, TrainingFailedError):
             raise JobError(f"training run {name} failed after {cfg.checkpoint.max_failures} allowed restart(s): "
-                           f"{str(exc).strip().splitlines()[-1][:500]}\nrerun with run.name={name} "
-                           f"run.storage_path={storage} to resume from its last checkpoint") from exc
+                           f"{str(exc).strip().splitlines()[-1][:500]}\n{resume}") from exc
         raise
+    if trainer.interrupted:
+        raise TrainingInterrupted(f"training run {name} interrupted; {resume}")
+    return result
 
 
 def _load_final_state(checkpoint) -> dict[str, Any]:

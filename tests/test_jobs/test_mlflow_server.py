@@ -41,6 +41,12 @@ def test_train_register_alias_predict_over_http(mlflow_server: str, synthetic_da
     [version] = client.search_model_versions("name='a2u-matting'")
     assert version.run_id == run.info.run_id
 
+    # the same finished run invoked again: resumes at its end and registers nothing new
+    rc = main(["train", "--config", DEMO_CONFIG, *TINY, f"data.dataset_dir={synthetic_dataset}",
+               f"run.storage_path={tmp_path / 'ray'}", "run.name=http", "val.enabled=false"])
+    assert rc == 0 and "version 1" in capsys.readouterr().out
+    assert [v.version for v in client.search_model_versions("name='a2u-matting'")] == ["1"]
+
     rc = main(["evaluate", "--model", "models:/a2u-matting/1", "--data", str(synthetic_dataset),
                "--out", str(tmp_path / "eval"), "--set-alias", "champion"])
     out = capsys.readouterr().out
