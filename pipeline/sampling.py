@@ -152,87 +152,103 @@ class Sampler:
         raise DatasetError("could not draw a sample that is not marked corrupt")
 
     def plan(self, iteration: int) -> BatchPlan:
-        """The plan of global iteration `iteration` (= epoch * iterations + i)."""
+        """The plan of global iteration `iteration` (= epoch * iterations + i). The random draws happen in a fixed
+        order per sample (members, then geometry, then erosion and colour), so a plan is a pure function of
+        (seed, epoch, rank, world size, i)."""
         epoch, i = divmod(iteration, self.iterations)
         slots = self._epoch_slots(epoch)[i * self.batch_size:(i + 1) * self.batch_size]
         rng = np.random.default_rng([self.seed, epoch, self.rank, self.world, i])
-        o, crop = self.opt, self.crop
         p = BatchPlan(iteration=iteration, crop_seed=int(rng.integers(2**62)))
         p.geometry = [[] for _ in range(6)]
-        names = self.names
         for idx in slots:
-            shard, key = self.fg[int(idx)]
-            a1 = self.reader.read(shard, key, names.alpha)
-            f1 = self.reader.read(shard, key, names.fg)
-            bshard, bkey = (shard, key) if self.composites else self._draw(rng, self.bg)
-            bgb = self.reader.read(bshard, bkey, names.bg)
-            src = [(shard, key, "alpha/fg"), (bshard, bkey, "bg")]
-            combine = rng.random() < o.p_combine and not self.composites
-            if self.composites:
-                # the stored trimap rides in the second-alpha slot and gets the same warp as the alpha
-                a2, f2 = self.reader.read(shard, key, names.trimap), names.blank_rgb
-                src.append((shard, key, "trimap"))
-            elif combine:
-                s2, k2 = self._draw(rng, self.fg)
-                a2, f2 = self.reader.read(s2, k2, names.alpha), self.reader.read(s2, k2, names.fg)
-                src.append((s2, k2, "alpha/fg (second foreground)"))
-            else:
-                a2, f2 = names.blank_alpha, names.blank_rgb
-            h1, w1 = _size(a1, src[0], "alpha", names)
-            h2, w2 = _size(a2, src[2], "trimap" if self.composites else "alpha", names) if len(src) > 2 \
-                else image_size(a2)
-            hb, wb = _size(bgb, src[1], "bg", names)
-            # step 1: optional square resize
-            hs, ws = h1, w1
-            resize = np.eye(3)
-            if rng.random() < o.p_resize:
-                hs = ws = self.sizes.resize
-                resize = np.diag([ws / w1, hs / h1, 1.0])
-            # step 2: affine about the centre (OpenCV's (W/2 + 0.5, H/2 + 0.5) in pixel-centre coordinates)
-            lin = np.eye(2)
-            if o.affine:
-                sx, sy = rng.uniform(*o.scale_range, size=2)
-                shear = np.deg2rad(rng.uniform(-o.shear_deg, o.shear_deg))
-                flips = np.where(rng.random(2) < o.p_affine_flip, -1.0, 1.0)
-                theta = np.deg2rad(rng.uniform(-o.rotation_deg, o.rotation_deg))
-                if max(hs, ws) < self.sizes.rotation_min:
-                    theta = 0.0
-                rs = np.array([[np.cos(theta + shear), -np.sin(theta + shear)], [np.sin(theta), np.cos(theta)]])
-                lin = rs @ np.diag([flips[0] * sx, flips[1] * sy])
-            c = np.array([ws / 2 + 1.0, hs / 2 + 1.0])
-            affine = _homog(np.hstack([lin, (c - lin @ c)[:, None]]))
-            # step 3: horizontal flip
-            hflip = np.array([[-1.0, 0, ws], [0, 1, 0], [0, 0, 1]]) if rng.random() < o.p_hflip else np.eye(3)
-            # step 5 (part): upscale small frames so the shorter side exceeds the crop
-            hf, wf = hs, ws
-            if min(hs, ws) <= crop:
-                r = o.upscale_factor * crop / min(hs, ws)
-                hf, wf = max(crop + 1, int(hs * r)), max(crop + 1, int(ws * r))
-            up = np.diag([wf / ws, hf / hs, 1.0])
-            fwd1 = up @ hflip @ affine @ resize
-            fwd2 = fwd1 if self.composites else fwd1 @ np.diag([w1 / w2, h1 / h2, 1.0])
-            inv1, inv2 = np.linalg.inv(fwd1), np.linalg.inv(fwd2)
-            g1 = max(1.0, hs / hb, ws / wb)  # background upscale when smaller than the foreground
-            up_factor = min(hf / hs, wf / ws)
-            kmax = self.sizes.erosion_max
-            ks = rng.integers(1, kmax + 1, size=2)
-            ks = np.maximum(1, np.round(ks * up_factor)).astype(int)
-            hue = float(rng.integers(-o.hue_range, o.hue_range)) if o.hsv_jitter else 0.0
-            su, vu = rng.uniform(-1, 1, size=2)
-
-            p.keys.append(key)
-            p.sources.append(src)
-            # the second alpha is warped to the frame only when it is used (else to one pixel, which costs nothing)
-            size2 = (hf, wf) if combine or self.composites else (1, 1)
-            for lst, val in zip(p.geometry, (a1, a2, inv1[:2].astype(np.float32), inv2[:2].astype(np.float32),
-                                             np.array([hf, wf], np.float32), np.array(size2, np.float32))):
-                lst.append(val)
-            p.frames.append((hf, wf))
-            p.frame_inv.append((inv1, inv2))
-            p.bg_scale.append((1.0 / (g1 * hf / hs), 1.0 / (g1 * wf / ws)))
-            p.bg_sizes.append((hb, wb))
-            p.fg_bytes.append((f1, f2, bgb))
-            p.erosion.append((int(ks[0]), int(ks[1])))
-            p.combine.append(bool(combine))
-            p.colour.append((hue, float(su), float(vu)))
+            self._plan_sample(p, rng, int(idx))
         return p
+
+    def _read_members(self, rng: np.random.Generator, idx: int):
+        """Encoded members of one sample: (key, a1, f1, a2, f2, bg, sources, combine); draws the background and
+        whether (and with which) second foreground it is combined."""
+        names = self.names
+        shard, key = self.fg[idx]
+        a1 = self.reader.read(shard, key, names.alpha)
+        f1 = self.reader.read(shard, key, names.fg)
+        bshard, bkey = (shard, key) if self.composites else self._draw(rng, self.bg)
+        bgb = self.reader.read(bshard, bkey, names.bg)
+        src = [(shard, key, "alpha/fg"), (bshard, bkey, "bg")]
+        combine = rng.random() < self.opt.p_combine and not self.composites
+        if self.composites:
+            # the stored trimap rides in the second-alpha slot and gets the same warp as the alpha
+            a2, f2 = self.reader.read(shard, key, names.trimap), names.blank_rgb
+            src.append((shard, key, "trimap"))
+        elif combine:
+            s2, k2 = self._draw(rng, self.fg)
+            a2, f2 = self.reader.read(s2, k2, names.alpha), self.reader.read(s2, k2, names.fg)
+            src.append((s2, k2, "alpha/fg (second foreground)"))
+        else:
+            a2, f2 = names.blank_alpha, names.blank_rgb
+        return key, a1, f1, a2, f2, bgb, src, bool(combine)
+
+    def _frame_transform(self, rng: np.random.Generator, h1: int, w1: int) -> tuple[np.ndarray, int, int, int, int]:
+        """Recipe steps 1-3 and the upscale of step 5: (source -> frame matrix, resized h, w, frame h, w)."""
+        o, crop = self.opt, self.crop
+        # step 1: optional square resize
+        hs, ws = h1, w1
+        resize = np.eye(3)
+        if rng.random() < o.p_resize:
+            hs = ws = self.sizes.resize
+            resize = np.diag([ws / w1, hs / h1, 1.0])
+        # step 2: affine about the centre (OpenCV's (W/2 + 0.5, H/2 + 0.5) in pixel-centre coordinates)
+        lin = np.eye(2)
+        if o.affine:
+            sx, sy = rng.uniform(*o.scale_range, size=2)
+            shear = np.deg2rad(rng.uniform(-o.shear_deg, o.shear_deg))
+            flips = np.where(rng.random(2) < o.p_affine_flip, -1.0, 1.0)
+            theta = np.deg2rad(rng.uniform(-o.rotation_deg, o.rotation_deg))
+            if max(hs, ws) < self.sizes.rotation_min:
+                theta = 0.0
+            rs = np.array([[np.cos(theta + shear), -np.sin(theta + shear)], [np.sin(theta), np.cos(theta)]])
+            lin = rs @ np.diag([flips[0] * sx, flips[1] * sy])
+        c = np.array([ws / 2 + 1.0, hs / 2 + 1.0])
+        affine = _homog(np.hstack([lin, (c - lin @ c)[:, None]]))
+        # step 3: horizontal flip
+        hflip = np.array([[-1.0, 0, ws], [0, 1, 0], [0, 0, 1]]) if rng.random() < o.p_hflip else np.eye(3)
+        # step 5 (part): upscale small frames so the shorter side exceeds the crop
+        hf, wf = hs, ws
+        if min(hs, ws) <= crop:
+            r = o.upscale_factor * crop / min(hs, ws)
+            hf, wf = max(crop + 1, int(hs * r)), max(crop + 1, int(ws * r))
+        up = np.diag([wf / ws, hf / hs, 1.0])
+        return up @ hflip @ affine @ resize, hs, ws, hf, wf
+
+    def _plan_sample(self, p: BatchPlan, rng: np.random.Generator, idx: int) -> None:
+        """Append one sample's members, warps, background region, erosion sizes and colour draws to `p`."""
+        o, names = self.opt, self.names
+        key, a1, f1, a2, f2, bgb, src, combine = self._read_members(rng, idx)
+        h1, w1 = _size(a1, src[0], "alpha", names)
+        h2, w2 = _size(a2, src[2], "trimap" if self.composites else "alpha", names) if len(src) > 2 \
+            else image_size(a2)
+        hb, wb = _size(bgb, src[1], "bg", names)
+        fwd1, hs, ws, hf, wf = self._frame_transform(rng, h1, w1)
+        fwd2 = fwd1 if self.composites else fwd1 @ np.diag([w1 / w2, h1 / h2, 1.0])
+        inv1, inv2 = np.linalg.inv(fwd1), np.linalg.inv(fwd2)
+        g1 = max(1.0, hs / hb, ws / wb)  # background upscale when smaller than the foreground
+        up_factor = min(hf / hs, wf / ws)
+        ks = rng.integers(1, self.sizes.erosion_max + 1, size=2)
+        ks = np.maximum(1, np.round(ks * up_factor)).astype(int)
+        hue = float(rng.integers(-o.hue_range, o.hue_range)) if o.hsv_jitter else 0.0
+        su, vu = rng.uniform(-1, 1, size=2)
+
+        p.keys.append(key)
+        p.sources.append(src)
+        # the second alpha is warped to the frame only when it is used (else to one pixel, which costs nothing)
+        size2 = (hf, wf) if combine or self.composites else (1, 1)
+        for lst, val in zip(p.geometry, (a1, a2, inv1[:2].astype(np.float32), inv2[:2].astype(np.float32),
+                                         np.array([hf, wf], np.float32), np.array(size2, np.float32))):
+            lst.append(val)
+        p.frames.append((hf, wf))
+        p.frame_inv.append((inv1, inv2))
+        p.bg_scale.append((1.0 / (g1 * hf / hs), 1.0 / (g1 * wf / ws)))
+        p.bg_sizes.append((hb, wb))
+        p.fg_bytes.append((f1, f2, bgb))
+        p.erosion.append((int(ks[0]), int(ks[1])))
+        p.combine.append(combine)
+        p.colour.append((hue, float(su), float(vu)))
