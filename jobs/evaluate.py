@@ -16,7 +16,7 @@ from tqdm import tqdm
 
 from formats.manifest import MANIFEST, ManifestError, read_manifest
 from jobs.errors import JobError
-from jobs.images import check_trimap, read_gray, read_rgb, to_u8
+from jobs.images import check_trimap, read_gray, read_rgb
 
 log = logging.getLogger(__name__)
 
@@ -66,8 +66,8 @@ def iter_shards(root: Path) -> Iterator[EvalSample]:
     import pipeline
 
     try:
-        for s in pipeline.build_eval_loader(str(root), split="test"):
-            yield EvalSample(str(s["key"]), to_u8(s["image"]), to_u8(s["trimap"]), to_u8(s["alpha"]))
+        for s in pipeline.build_eval_loader(str(root), split="test", as_uint8=True):
+            yield EvalSample(str(s["key"]), s["image"], s["trimap"], s["alpha"])
     except pipeline.DatasetError as exc:
         raise JobError(str(exc)) from exc
 

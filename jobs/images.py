@@ -80,13 +80,3 @@ def grid_png(path: str | Path, image: np.ndarray, trimap: np.ndarray, pred: np.n
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(row).save(path)
     return Path(path)
-
-
-def to_u8(x) -> np.ndarray:
-    """A [0,1] float tensor/array (1×C×H×W, C×H×W or H×W) -> H×W(×3) uint8, rounded."""
-    arr = x.detach().float().cpu().numpy() if hasattr(x, "detach") else np.asarray(x, dtype=np.float32)
-    while arr.ndim > 3:
-        arr = arr[0]
-    if arr.ndim == 3:
-        arr = arr[0] if arr.shape[0] == 1 else np.transpose(arr, (1, 2, 0))
-    return np.clip(arr * 255.0 + 0.5, 0, 255).astype(np.uint8)

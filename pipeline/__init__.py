@@ -18,10 +18,11 @@ def build_train_loader(dataset_dir, batch_size: int, crop_size: int, *, rank: in
 
 
 def build_eval_loader(dataset_dir, *, split: str = "test", rank: int = 0, world_size: int = 1, device: str = "cpu",
-                      num_threads: int | None = None) -> EvalLoader:
-    """Full-size test/val samples, batch 1, each exactly once across ranks; see pipeline/eval_loader.py."""
+                      num_threads: int | None = None, as_uint8: bool = False) -> EvalLoader:
+    """Full-size test/val samples, batch 1, each exactly once across ranks; see pipeline/eval_loader.py. `as_uint8`:
+    H x W x 3 / H x W uint8 numpy arrays instead of 1 x C x H x W float tensors in [0, 1]."""
     return EvalLoader(dataset_dir, split=split, rank=rank, world_size=world_size, device=device,
-                      num_threads=num_threads)
+                      num_threads=num_threads, as_uint8=as_uint8)
 
 
 __all__ = ["AugmentOptions", "DatasetError", "EvalLoader", "TrainLoader", "build_eval_loader", "build_train_loader"]

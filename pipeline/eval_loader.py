@@ -20,7 +20,7 @@ class EvalLoader:
     """Iterates dicts with image (1x3xHxW), alpha and trimap (1x1xHxW, float [0, 1]), key (str) and size ((H, W))."""
 
     def __init__(self, dataset_dir: str | os.PathLike, *, split: str = "test", rank: int = 0, world_size: int = 1,
-                 device: str = "cpu", num_threads: int | None = None) -> None:
+                 device: str = "cpu", num_threads: int | None = None, as_uint8: bool = False) -> None:
         if split not in ("test", "val"):
             raise ValueError(f"split must be 'test' or 'val', got {split!r}")
         if not 0 <= rank < world_size:
@@ -33,6 +33,7 @@ class EvalLoader:
         n = len(samples)
         self.samples = samples[rank * n // world_size:(rank + 1) * n // world_size]
         self.device, self.device_id = resolve_device(device, rank)
+        self.as_uint8 = as_uint8  # consumers that score uint8 mattes skip the float round trip
         self.num_threads = num_threads or default_threads()
         self._reader = MemberReader()
         self.encoding = self.dataset.encoding
@@ -63,6 +64,11 @@ class EvalLoader:
             for j, (shard, key) in enumerate(chunk):
                 img = to_torch(image, j, self.device)
                 h, w = img.shape[:2]
+                if self.as_uint8:  # the decoded pixels as they are: H x W x 3 and H x W uint8 on the CPU
+                    yield {"image": img.cpu().numpy(), "alpha": to_torch(alpha, j, self.device)[..., 0].cpu().numpy(),
+                           "trimap": to_torch(trimap, j, self.device)[..., 0].cpu().numpy(), "key": key,
+                           "size": (int(h), int(w))}
+                    continue
                 yield {
                     "image": img.permute(2, 0, 1).unsqueeze(0).to(torch.float32) / 255.0,
                     "alpha": to_torch(alpha, j, self.device).permute(2, 0, 1).unsqueeze(0).to(torch.float32) / 255.0,

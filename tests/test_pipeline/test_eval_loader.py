@@ -40,3 +40,15 @@ def test_pixels_match_the_shard(synthetic_dataset: Path) -> None:
     ref = cv2.cvtColor(cv2.imdecode(np.frombuffer(raw, np.uint8), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
     got = (sample["image"][0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
     assert np.array_equal(ref, got) and sample["size"] == ref.shape[:2]
+
+
+def test_uint8_samples_are_the_float_samples_unscaled(synthetic_dataset: Path) -> None:
+    floats = list(pipeline.build_eval_loader(synthetic_dataset))
+    raw = list(pipeline.build_eval_loader(synthetic_dataset, as_uint8=True))
+    assert [s["key"] for s in floats] == [s["key"] for s in raw]
+    for f, r in zip(floats, raw):
+        assert r["image"].dtype == np.uint8 and r["image"].shape == (*f["size"], 3)
+        assert r["alpha"].shape == r["trimap"].shape == f["size"]
+        np.testing.assert_array_equal(r["image"], (f["image"][0].permute(1, 2, 0) * 255).round().byte().numpy())
+        np.testing.assert_array_equal(r["alpha"], (f["alpha"][0, 0] * 255).round().byte().numpy())
+        np.testing.assert_array_equal(r["trimap"], (f["trimap"][0, 0] * 255).round().byte().numpy())
