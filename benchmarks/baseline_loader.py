@@ -1,7 +1,7 @@
 """Baseline for bench_loader.py: the same A2U/GCA training recipe as a plain PyTorch DataLoader + OpenCV.
 
 This is the conventional loader the DALI pipeline replaces (the official code's structure): every step runs on the
-full-size images in DataLoader worker processes, in the spec's order (A2U_SPEC.md §4.2): combination, random resize,
+full-size images in DataLoader worker processes, in the spec's order (docs/model.md §4.2): combination, random resize,
 affine, flip, trimap by erosion, upscale + crop around an unknown pixel, HSV jitter, composite. Sizes are scaled to
 the crop like the DALI loader's (pipeline/options.py). Shard bytes are read through pipeline.dataset so both loaders
 pay the same I/O, and members are decoded as the dataset's encoding says: OpenCV for png, the `.npy` reader for raw.
@@ -33,7 +33,7 @@ def _decode(buf: np.ndarray, colour: bool, encoding: str) -> np.ndarray:
 
 
 class OpenCVMattingDataset(Dataset):
-    """Index i -> one augmented crop (dict of CHW float tensors), recipe of A2U_SPEC.md §4.2 with OpenCV."""
+    """Index i -> one augmented crop (dict of CHW float tensors), recipe of docs/model.md §4.2 with OpenCV."""
 
     def __init__(self, dataset_dir: str, crop: int, length: int, seed: int = 0) -> None:
         ds = ShardDataset(dataset_dir)

@@ -1,9 +1,9 @@
 """Training-step benchmark of the A2U matting net: forward + loss + backward + Adam, images/s and peak memory.
 
-CPU (always): batch × crop 4×128² and 8×128² as in ANCHORS.md; CUDA (when present): 8×512² fp32 and bf16 autocast.
+CPU (always): batch × crop 4×128² and 8×128²; CUDA (when present): 8×512² fp32 and bf16 autocast.
 Peak memory: CUDA max_memory_allocated; CPU the peak RSS (VmHWM, reset before timing) minus the RSS before.
 Usage: python benchmarks/bench_net.py [--steps 3] [--threads 2] [--upsampler a2u]
-Other engineers share the CPU of the dev machine: keep --threads at 2 and expect noisy CPU numbers.
+On a shared machine keep --threads low and expect noisy CPU numbers.
 """
 from __future__ import annotations
 

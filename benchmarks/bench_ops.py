@@ -1,12 +1,12 @@
 """Benchmark of the A2U reassembly operators beside a plain unfold+einsum formulation.
 
-Shapes: the ANCHORS.md training shapes (batch 8, crop 512, up k = 3, down k = 6, G = 1). On CPU they are scaled down
+Shapes: the net's training shapes (batch 8, crop 512, up k = 3, down k = 6, G = 1). On CPU they are scaled down
 (``--cpu-scale``: batch 8 → 1 and each side ÷ the factor) so a 2-core run finishes in minutes. Prints forward and
 forward+backward time (median) and peak extra memory per case: CUDA via max_memory_allocated; CPU via the peak RSS
 growth of a forked child process that runs one forward+backward. CUDA runs fp32 and bf16 when a GPU is present.
 
 Usage: python benchmarks/bench_ops.py [--cpu-scale 4] [--repeats 5] [--threads 2] [--skip-cpu]
-Other engineers share the CPU of the dev machine: keep --threads at 2 and expect noisy CPU numbers.
+On a shared machine keep --threads low and expect noisy CPU numbers.
 """
 from __future__ import annotations
 
@@ -39,7 +39,7 @@ def make_inputs(op: str, n: int, c: int, side: int, device: str, dtype: torch.dt
 
 
 def implementations(op: str):
-    # issue 6: on CUDA `model.ops` dispatches to the fused Triton kernels; the tap loop is then called directly
+    # on CUDA `model.ops` dispatches to the fused Triton kernels; the tap loop is then called directly
     fused = torch.cuda.is_available()
     if op == "up":
         return {"a2u (tap loop)": reference_upsample, **({"a2u fused": a2u_upsample} if fused else {}),

@@ -4,7 +4,7 @@ in-benchmark baselines, with a correctness check against the reference path at e
 Variants (same net, same initial weights, same batch; only the A2U pieces are swapped):
 - ``ours``            batched kernel generator (model.kernel_generator) + `model.ops` (fused Triton on CUDA, the
                       reference tap loop on CPU; `$A2U_OPS_BACKEND` honoured);
-- ``per-sample-gen``  the generator replaced by a port of the official per-sample Python loop (A2U_SPEC.md §1.2);
+- ``per-sample-gen``  the generator replaced by a port of the official per-sample Python loop (docs/model.md §1.2);
 - ``unfold``          the reassembly replaced by a plain unfold + einsum formulation;
 - ``official-like``   both baselines at once (per-sample generator + unfold: the official structure, but with unfold in
                       place of the official CUDA kernels, which are not part of this repository).
@@ -56,7 +56,7 @@ TOLERANCE = {"fp32": 2e-3, "bf16": 8e-2}
 
 # ------------------------------------------------------------------------------------------------ baselines
 def per_sample_generator_forward(gen: A2UKernelGenerator, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Port of the official generator (A2U_SPEC.md §1.2): one tiny depthwise conv, GroupNorm and projection per sample.
+    """Port of the official generator (docs/model.md §1.2): one tiny depthwise conv, GroupNorm, projection per sample.
 
     Rank 1 only (the official code hard-codes d = 1); group-major output layout like `A2UKernelGenerator`.
     """
@@ -298,7 +298,7 @@ def run(args: argparse.Namespace) -> list[dict]:
     return rows
 
 
-# (op, C, low-res side) of the ANCHORS.md table; the batch and the sides are scaled down with --ops-scale on CPU
+# (op, C, low-res side) at the training shapes (batch 8, crop 512); batch and sides shrink with --ops-scale on CPU
 OPS_SHAPES = [("up", 256, 32), ("up", 128, 64), ("up", 64, 128), ("up", 64, 256),
               ("down", 64, 256), ("down", 64, 128), ("down", 128, 64), ("down", 256, 32)]
 
@@ -392,7 +392,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--ops", action="store_true", help="only the reassembly ops vs plain unfold (fwd+bwd)")
     parser.add_argument("--ops-batch", type=int, default=8)
-    parser.add_argument("--ops-scale", type=int, default=1, help="divide the ANCHORS.md map sides by this")
+    parser.add_argument("--ops-scale", type=int, default=1, help="divide the training-shape map sides by this")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -17,7 +17,7 @@ manifest's "encoding" says which (absent in older manifests: png). The manifest 
 
 Splits. folders/composition1k: `--val-count N` foregrounds (seeded choice) leave the fg shards and become val
 composites on `--val-composites` (2) backgrounds each; folders `--test-count N` does the same for the test set
-(with `--test-composites K` and no `--test-count`, the training foregrounds are composited, as issue 3 words it);
+(with `--test-composites K` and no `--test-count`, the training foregrounds are composited);
 composition1k's test set is its released Test_set. synthetic: `--count N` training foregrounds; val and test
 foregrounds are EXTRA held-out indices (max(2, N//6) x 2 and max(2, N//4) x --test-composites, default 2), each
 composite on its own held-out background; max(8, N) backgrounds in bg shards.

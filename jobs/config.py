@@ -48,7 +48,7 @@ class ModelSection:
 
 @dataclass
 class OptimSection:
-    """A2U recipe (A2U_SPEC §4.4): Adam, backbone LR / 100, MultiStepLR stepped once per epoch."""
+    """A2U recipe (docs/model.md §4.4): Adam, backbone LR / 100, MultiStepLR stepped once per epoch."""
     lr: float = 0.01
     backbone_lr_ratio: float = 0.01
     betas: list = field(default_factory=lambda: [0.9, 0.999])

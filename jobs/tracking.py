@@ -241,7 +241,7 @@ class StepLogger:
 
 
 def model_signature():
-    """(-1, 4, -1, -1) float32 -> (-1, 1, -1, -1): any batch, any size (unnamed specs, see STACK_NOTES §6)."""
+    """(-1, 4, -1, -1) float32 -> (-1, 1, -1, -1): any batch, any size (unnamed specs, see docs/stack.md, "MLflow")."""
     from mlflow.models import ModelSignature
     from mlflow.types import Schema, TensorSpec
 

@@ -1,4 +1,4 @@
-"""Convolution building blocks of the A2U matting net (A2U_SPEC.md §3), in plain PyTorch.
+"""Convolution building blocks of the A2U matting net (docs/model.md §3), in plain PyTorch.
 
 The official code uses mapillary's InPlaceABN (BatchNorm + LeakyReLU(0.01) in one module). Here BatchNorm2d and
 LeakyReLU are separate modules so that ``torch.nn.SyncBatchNorm.convert_sync_batchnorm`` converts every norm layer

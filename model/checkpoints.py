@@ -1,6 +1,6 @@
 """Loading the released A2U checkpoints (``model_best.pth`` of ``dongdong93/a2u_matting``) into :class:`A2UMatting`.
 
-Format assumed (A2U_SPEC.md §3 and the official ``test.py``, which calls ``net.load_state_dict(ckpt['state_dict'])``
+Format assumed (docs/model.md §3 and the official ``test.py``, which calls ``net.load_state_dict(ckpt['state_dict'])``
 on a wrapper holding the net as ``.module``): a dict whose ``"state_dict"`` maps ``module.<official name>`` to tensors
 (a bare state dict, or one without the prefix, is accepted too). Official names are the module names of
 ``ResNet34DecoderLearning``: ``layer0.0/1``, ``bilinear0``/``bilinear1`` and ``layerN_1.bilinear`` (generators:

@@ -1,6 +1,6 @@
 """Fused (Triton) A2U reassembly operators, registered with `torch.library` so autograd, torch.compile and autocast
 work through them. Same contract and numbers as the reference `model.ops.a2u_upsample` / `a2u_downsample`
-(A2U_SPEC.md §2); the plain PyTorch path stays the reference and the CPU path.
+(docs/model.md §2); the plain PyTorch path stays the reference and the CPU path.
 
 Backend choice (`select_backend`): `auto` (fused on CUDA when triton imports, reference otherwise) | `fused` (always;
 on CPU only in Triton interpreter mode, `TRITON_INTERPRET=1` set before the first fused call — for tests) |
@@ -274,7 +274,7 @@ def _down_backward(go: Tensor, x: Tensor, m: Tensor, k: int, groups: int, scale:
 # ----------------------------------------------------------------------------------------------- torch.library ops
 @torch.library.custom_op("a2u::upsample", mutates_args=())
 def upsample_op(features: Tensor, kernels: Tensor, kernel_size: int, groups: int, scale: int) -> Tensor:
-    """Fused A2U upsampling (A2U_SPEC.md §2.1)."""
+    """Fused A2U upsampling (docs/model.md §2.1)."""
     with _on_device_of(features):
         return _up_forward(features, kernels, kernel_size, groups, scale)
 
@@ -303,7 +303,7 @@ def _upsample_backward_fake(grad_out: Tensor, features: Tensor, kernels: Tensor,
 
 @torch.library.custom_op("a2u::downsample", mutates_args=())
 def downsample_op(features: Tensor, kernels: Tensor, kernel_size: int, groups: int, scale: int) -> Tensor:
-    """Fused A2U downsampling (A2U_SPEC.md §2.2)."""
+    """Fused A2U downsampling (docs/model.md §2.2)."""
     with _on_device_of(features):
         return _down_forward(features, kernels, kernel_size, groups, scale)
 

@@ -1,4 +1,4 @@
-"""Full-image inference: one RGB image and its trimap in, one uint8 alpha matte out (A2U_SPEC.md §5.1).
+"""Full-image inference: one RGB image and its trimap in, one uint8 alpha matte out (docs/model.md §5.1).
 
 Recipe, as in the official ``test.py``: reflect-pad bottom/right to a multiple of 16, ImageNet-normalise the RGB,
 append trimap/255 as the 4th channel, run the net in eval mode without gradients, crop, clip to [0, 1], ×255, copy
@@ -7,7 +7,7 @@ matte is **rounded** to the nearest integer (``np.rint``), which is unbiased (tr
 0.5 units on average).
 
 Large images: the network keeps several full-resolution 64-channel maps alive, so memory grows linearly with the
-pixel count (see benchmarks/RESULTS.md, "inference (issue 2)"). Above ``max_pixels`` (of the padded image) the image
+pixel count (see benchmarks/RESULTS.md, "inference"). Above ``max_pixels`` (of the padded image) the image
 is processed in overlapping tiles whose outputs are blended (see :func:`plan_tiles` and :func:`tile_weights`), which
 bounds the peak memory by the tile size. Tiling is approximate for A2U: its kernel generators pool their input
 globally (adaptive average pooling to k_e×k_e and global average pooling for the projections), normalise with

@@ -1,4 +1,4 @@
-"""The A2U kernel generator (A2U_SPEC.md §1.2–1.5), batched over the sample axis.
+"""The A2U kernel generator (docs/model.md §1.2–1.5), batched over the sample axis.
 
 From one feature map X (N×C×H×W, the map an encoder stage is about to downsample) it predicts, per sample,
 - ``down``: N×(G·(2s)²)×(H/2)×(W/2) kernels for :func:`model.ops.a2u_downsample` (k = 2s), softmax-normalised;

@@ -1,4 +1,4 @@
-"""Training loss of A2U matting (A2U_SPEC.md §4.3): alpha + composition Charbonnier losses over the unknown region.
+"""Training loss of A2U matting (docs/model.md §4.3): alpha + composition Charbonnier losses over the unknown region.
 
 Per sample, with U the unknown mask (trimap == 128/255) and ε = 1e-6:
   L_α    = Σ_pixels √(((p − α)·U)² + ε²) / (ΣU + 1)

@@ -1,4 +1,4 @@
-"""Composition-1k matting metrics, ported from the DIM authors' MATLAB evaluation code (A2U_SPEC.md §5.2).
+"""Composition-1k matting metrics, ported from the DIM authors' MATLAB evaluation code (docs/model.md §5.2).
 
 Why a port: the Python metrics shipped with the official A2U code differ from the MATLAB reference that produced every
 published table (they min-max normalise before SAD/MSE, use another gradient filter and divide Grad by 10). The
@@ -19,7 +19,7 @@ Deliberate, documented differences from the MATLAB code (all below 1e-6 relative
 
 Conn on an empty intersection: when no pixel has both mattes ≥ t, MATLAB indexes an empty cell list, which leaves the
 level map unchanged; this port therefore skips that threshold (and every higher one, which are empty too), as
-A2U_SPEC.md §5.2 specifies. The mmagic/mmeval Python port instead treats the component as empty and assigns the
+docs/model.md §5.2 specifies. The mmagic/mmeval Python port instead treats the component as empty and assigns the
 previous threshold, which gives different numbers for such images.
 """
 from __future__ import annotations

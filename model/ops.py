@@ -1,4 +1,4 @@
-"""A2U reassembly operators: kernel-weighted upsampling and downsampling (A2U_SPEC.md §2).
+"""A2U reassembly operators: kernel-weighted upsampling and downsampling (docs/model.md §2).
 
 Both operators are gathers: every output value is the inner product of a per-pixel kernel (one per group, taken from
 ``kernels``) with a k×k window of ``features``. Kernel channels are **group-major** (``g·k² + i·k + j``); channel ``c``

@@ -1,4 +1,4 @@
-"""ImageNet initialisation of the A2U encoder from a torchvision-format ResNet-34 state dict (A2U_SPEC.md §3.6).
+"""ImageNet initialisation of the A2U encoder from a torchvision-format ResNet-34 state dict (docs/model.md §3.6).
 
 The official code copied mapillary's inplace_abn ResNet-34 (LeakyReLU-trained) whose download is dead; torchvision's
 ReLU-trained ResNet-34 is the documented substitute. ``model.pretrained`` selects the source:

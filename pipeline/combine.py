@@ -1,4 +1,4 @@
-"""Second-foreground combination arithmetic (A2U_SPEC.md §4.2 step 1), in torch, only for the combined samples.
+"""Second-foreground combination arithmetic (docs/model.md §4.2 step 1), in torch, only for the combined samples.
 
 DALI's CPU arithmetic costs a few ns per element and operation, and a graph computes every sample of the batch, so
 doing the combination there paid full-frame float passes for the half of the samples that are not combined. Here it

@@ -1,4 +1,4 @@
-"""Choice of the training crop from the trimap (A2U_SPEC.md §4.2 step 5), in torch on the batch's device.
+"""Choice of the training crop from the trimap (docs/model.md §4.2 step 5), in torch on the batch's device.
 
 The frame handed in is already upscaled (small images are upscaled inside the DALI warp, so one nearest-neighbour
 resampling serves the affine and the upscale). The crop is centred on a uniformly random unknown pixel whose row and

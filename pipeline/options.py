@@ -1,4 +1,4 @@
-"""Every knob of the training augmentation (the A2U/GCA recipe, A2U_SPEC.md §4.2) in one dataclass.
+"""Every knob of the training augmentation (the A2U/GCA recipe, docs/model.md §4.2) in one dataclass.
 
 `build_train_loader(..., **augment_options)` passes its keyword arguments here; unknown names are refused. Sizes that
 the recipe states for 512-pixel crops (the 640 random resize, the 1024 rotation threshold, the erosion kernels up to 29)

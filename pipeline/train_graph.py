@@ -22,7 +22,7 @@
    1 - alpha from torch, no casts), in float (not re-quantised).
 4. torch, in a helper thread: the outputs become N x C x H x W float32 in [0, 1] in one pass each.
 
-Where this differs from the letter of A2U_SPEC.md §4.2 (same augmentation in distribution, cheaper):
+Where this differs from the letter of docs/model.md §4.2 (same augmentation in distribution, cheaper):
 - resize, affine, flip and upscale are one nearest-neighbour resampling instead of several in a row (pixel rounding
   can differ from the sequential version); the second foreground is warped straight into the crop and combined there
   (the combination is per pixel, so it commutes with nearest resampling);

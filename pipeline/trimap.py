@@ -4,7 +4,7 @@ DALI 2.4 has `experimental.erode` only on the GPU and the crop centre must be dr
 data-dependent choice no DALI operator makes), so trimap generation runs in torch right after the geometry graph, on
 whichever device the batch is on (CPU or CUDA), and the same code serves both.
 
-Recipe (A2U_SPEC.md §4.2 step 4): definite foreground = alpha == 255 (alpha >= 1 - 1e-5 in 8 bits), definite
+Recipe (docs/model.md §4.2 step 4): definite foreground = alpha == 255 (alpha >= 1 - 1e-5 in 8 bits), definite
 background = alpha == 0; each is eroded with an ellipse of size k (k = 1 means no erosion); trimap = 255 on eroded
 foreground, 0 on eroded background, 128 elsewhere. Pixels outside the image count as inside the region (erosion does
 not eat in from the border), as with OpenCV's default border for `erode`.

@@ -1,4 +1,4 @@
-"""Triton kernels for the A2U reassembly operators (A2U_SPEC.md §2), forward and backward.
+"""Triton kernels for the A2U reassembly operators (docs/model.md §2), forward and backward.
 
 Why gather-only: the official CUDA backward scatters with atomicAdd (non-deterministic, contended on the kernel
 gradient). Here every output element of every kernel — including both gradients — is written by exactly one program

@@ -1,4 +1,4 @@
-"""Every bad-input case of issue 3: default stops (non-zero, names file + problem, nothing incomplete written);
+"""Every bad-input case of data_prep: default stops (non-zero, names file + problem, nothing incomplete written);
 --skip-bad records it under manifest "skipped" and goes on; convertible inputs are converted correctly."""
 from __future__ import annotations
 

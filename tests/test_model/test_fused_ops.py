@@ -1,4 +1,4 @@
-"""Fused Triton A2U reassembly kernels against the reference (`model.ops`) and naive loops of A2U_SPEC.md §2.
+"""Fused Triton A2U reassembly kernels against the reference (`model.ops`) and naive loops of docs/model.md §2.
 
 Without a GPU the kernels run in Triton's CPU interpreter (`TRITON_INTERPRET=1`, set below before anything imports
 the kernels); with a GPU the same tests run on CUDA with compiled kernels. Shapes are tiny so the interpreter is quick.

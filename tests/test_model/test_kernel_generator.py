@@ -1,4 +1,4 @@
-"""Kernel generator: batched formulation equals a per-sample transcription of A2U_SPEC.md §1.2 steps 1–7."""
+"""Kernel generator: batched formulation equals a per-sample transcription of docs/model.md §1.2 steps 1–7."""
 from __future__ import annotations
 
 import math

@@ -1,4 +1,4 @@
-"""Matting loss (A2U_SPEC.md §4.3) against a hand transcription and hand-computed values."""
+"""Matting loss (docs/model.md §4.3) against a hand transcription and hand-computed values."""
 from __future__ import annotations
 
 import math

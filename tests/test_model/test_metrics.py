@@ -193,7 +193,7 @@ def test_conn_breaks_ties_in_matlab_column_major_order() -> None:
 
 def test_conn_threshold_with_empty_intersection_is_skipped() -> None:
     # No pixel has both mattes >= 0.1, so every threshold is skipped, every level ends at 1, d <= 0 in both mattes,
-    # phi = 1 everywhere and Conn = 0 (what the MATLAB script does; A2U_SPEC.md §5.2 "skip if empty").
+    # phi = 1 everywhere and Conn = 0 (what the MATLAB script does; docs/model.md §5.2 "skip if empty").
     pred = u8([[0, 0, 0]])
     alpha = u8([[255, 255, 255]])
     assert connectivity_error(pred, alpha, full_unknown((1, 3))) == 0.0

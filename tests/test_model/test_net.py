@@ -1,4 +1,5 @@
-"""A2U matting net: parameter counts, §8.4 stage shapes, training step, SyncBN, optimiser groups, export."""
+"""A2U matting net: parameter counts, stage shapes (docs/model.md §8.4), training step, SyncBN, optimiser groups,
+export."""
 from __future__ import annotations
 
 import pytest

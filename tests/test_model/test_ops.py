@@ -1,4 +1,4 @@
-"""A2U reassembly operators against scalar-loop transcriptions of A2U_SPEC.md §2.1/§2.2."""
+"""A2U reassembly operators against scalar-loop transcriptions of docs/model.md §2.1/§2.2."""
 from __future__ import annotations
 
 import itertools
