@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: venv test demo bench clean
+.PHONY: venv test test-fast demo bench clean clean-runs
 
 venv: $(STAMP)
 
@@ -19,6 +19,10 @@ $(STAMP): requirements.txt
 test: $(STAMP)
 	$(PY) -m pytest tests
 
+# the tests that start no servers and train nothing (a few minutes): for the edit-test loop, not a substitute for `test`
+test-fast: $(STAMP)
+	$(PY) -m pytest tests -m "not slow"
+
 demo: $(STAMP)
 	$(PY) -m jobs demo
 
@@ -26,5 +30,10 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_ops.py
 	$(PY) benchmarks/bench_net.py
 
+# the environment and caches only; trained runs, checkpoints and the MLflow store in runs/ are kept
 clean:
-	rm -rf $(VENV) runs .pytest_cache
+	rm -rf $(VENV) .pytest_cache gpu_check_out
+
+# deletes runs/: every checkpoint, Ray result and the embedded MLflow store (runs/mlflow.db) with its registry
+clean-runs:
+	rm -rf runs
