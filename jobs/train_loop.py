@@ -19,7 +19,7 @@ import torch.distributed as dist
 from jobs.checkpointing import capture_rng_state, read_checkpoint, restore_rng_state, unwrap, write_checkpoint
 from jobs.config import TrainConfig, config_from_dict
 from jobs.training_state import build_training_state
-from jobs.images import grid_png, to_u8
+from jobs.images import grid_png
 
 log = logging.getLogger("jobs.train_loop")
 
@@ -256,12 +256,12 @@ class _Trainer:
         count = 0
         limit = None if self.cfg.val.max_samples is None else math.ceil(self.cfg.val.max_samples / self.world)
         loader = pipeline.build_eval_loader(self.cfg.data.dataset_dir, split="val", rank=self.rank,
-                                            world_size=self.world, device="cpu")
+                                            world_size=self.world, device="cpu", as_uint8=True)
         grid_path = None
         for sample in loader:
             if limit is not None and count >= limit:
                 break  # val.max_samples reached: the rest of the split is not decoded (the loader is per call)
-            image, trimap, alpha = to_u8(sample["image"]), to_u8(sample["trimap"]), to_u8(sample["alpha"])
+            image, trimap, alpha = sample["image"], sample["trimap"], sample["alpha"]
             pred = predict_alpha(net, image, trimap)
             for k, v in evaluate(pred, alpha, trimap).items():
                 sums[k] += float(v)

@@ -1,16 +1,19 @@
-"""Fault tolerance on the embedded local Ray: a worker killed mid-run, a second invocation with the same name, and a
-NaN loss (found at once, and found at a later host sync) — MLflow must hold every step exactly once, in the same run."""
+"""Fault tolerance on the embedded local Ray: a worker killed mid-run resumes to exactly the weights of an
+uninterrupted run; a second invocation with the same name continues the same MLflow run; a NaN loss is found at once,
+or at a later host sync — MLflow holds every step exactly once, in the same run. Each scenario is its own test."""
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Iterator
 
 import pytest
+import torch
 from mlflow.tracking import MlflowClient
 
+from jobs.checkpointing import read_checkpoint
 from jobs.config import load_config
 from jobs.errors import NonFiniteLossError
-from jobs.trainer import run_training
+from jobs.trainer import TrainOutcome, run_training
 from tests.test_jobs.conftest import DEMO_CONFIG, TINY
 
 pytestmark = pytest.mark.slow
@@ -18,7 +21,7 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def local_ray() -> Iterator[None]:
-    """One embedded local Ray for the three invocations (started and shut down here)."""
+    """One embedded local Ray for every invocation of this module (started and shut down here)."""
     import ray
 
     from jobs import ray_env
@@ -29,45 +32,77 @@ def local_ray() -> Iterator[None]:
         ray.shutdown()
 
 
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    root = tmp_path_factory.mktemp("resume")
+    return {"root": root, "uri": f"sqlite:///{root / 'mlflow.db'}"}
+
+
+def _base(store: dict, dataset: Path, name: str) -> list[str]:
+    return [*TINY, f"data.dataset_dir={dataset}", f"run.storage_path={store['root'] / 'ray'}", f"run.name={name}",
+            f"tracking.tracking_uri={store['uri']}", "tracking.log_model=false", "checkpoint.every_n_steps=2"]
+
+
 def _steps(client: MlflowClient, run_id: str, key: str) -> list[int]:
     return sorted(m.step for m in client.get_metric_history(run_id, key))
 
 
-def test_worker_crash_resume_and_nan(local_ray: None, synthetic_dataset: Path, tmp_path: Path) -> None:
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    base = [*TINY, f"data.dataset_dir={synthetic_dataset}", f"run.storage_path={tmp_path / 'ray'}", "run.name=ft",
-            f"tracking.tracking_uri={uri}", "tracking.log_model=false", "checkpoint.every_n_steps=2"]
-    client = MlflowClient(uri)
+@pytest.fixture(scope="module")
+def crashed(local_ray: None, store: dict, synthetic_dataset: Path) -> TrainOutcome:
+    """3 steps/epoch x 2 epochs; worker rank 1 dies at step 3; the checkpoint at step 2 is where it resumes."""
+    return run_training(load_config(DEMO_CONFIG, [*_base(store, synthetic_dataset, "ft"), "optim.epochs=2",
+                                                  "debug.fail_at_step=3", "checkpoint.max_failures=1"]))
 
-    # 1) 3 steps/epoch x 2 epochs, worker rank 1 dies at step 3; checkpoint at step 2 -> resume from there
-    first = run_training(load_config(DEMO_CONFIG, [*base, "optim.epochs=2", "debug.fail_at_step=3",
-                                                   "checkpoint.max_failures=1"]))
-    assert (tmp_path / "ray" / "ft" / "injected_failure_step3").exists()  # the crash really happened
-    assert first.step == 6
-    assert _steps(client, first.mlflow_run_id, "train/loss") == [1, 2, 3, 4, 5, 6]  # no gaps, no duplicates
-    assert _steps(client, first.mlflow_run_id, "val/SAD") == [3, 6]
-    assert client.get_run(first.mlflow_run_id).info.status == "FINISHED"
-    grids = [a.path for a in client.list_artifacts(first.mlflow_run_id, "val_grids")]
+
+def test_worker_crash_resumes_with_every_step_logged_once(crashed: TrainOutcome, store: dict) -> None:
+    client = MlflowClient(store["uri"])
+    assert (store["root"] / "ray" / "ft" / "injected_failure_step3").exists()  # the crash really happened
+    assert crashed.step == 6
+    assert _steps(client, crashed.mlflow_run_id, "train/loss") == [1, 2, 3, 4, 5, 6]  # no gaps, no duplicates
+    assert _steps(client, crashed.mlflow_run_id, "val/SAD") == [3, 6]
+    assert client.get_run(crashed.mlflow_run_id).info.status == "FINISHED"
+    grids = [a.path for a in client.list_artifacts(crashed.mlflow_run_id, "val_grids")]
     assert grids == ["val_grids/epoch_001.png", "val_grids/epoch_002.png"]
 
-    # 2) same name + storage path, one more epoch: resumes at step 6 in the same MLflow run
-    second = run_training(load_config(DEMO_CONFIG, [*base, "optim.epochs=3"]))
-    assert second.mlflow_run_id == first.mlflow_run_id and second.step == 9
-    assert _steps(client, first.mlflow_run_id, "train/loss") == list(range(1, 10))
-    assert "resume.changed.optim.epochs" in client.get_run(first.mlflow_run_id).data.tags
 
-    # 3) a NaN loss at step 11 stops the run with a clear error; the step-10 checkpoint stays the latest
-    with pytest.raises(NonFiniteLossError, match="step 11") as info:
-        run_training(load_config(DEMO_CONFIG, [*base, "optim.epochs=4", "debug.nan_at_step=11"]))
-    assert "checkpoint_step00000010" in str(info.value)
-    assert _steps(client, first.mlflow_run_id, "train/loss") == list(range(1, 11))
-    assert client.get_run(first.mlflow_run_id).info.status == "FAILED"
+def test_resumed_weights_equal_an_uninterrupted_run(crashed: TrainOutcome, store: dict,
+                                                    synthetic_dataset: Path) -> None:
+    reference = run_training(load_config(DEMO_CONFIG, [*_base(store, synthetic_dataset, "ft-reference"),
+                                                       "optim.epochs=2"]))
+    assert reference.step == crashed.step == 6
+    got = read_checkpoint(crashed.checkpoint_path)["model"]
+    want = read_checkpoint(reference.checkpoint_path)["model"]
+    assert got.keys() == want.keys()
+    different = [k for k in want if not torch.equal(got[k], want[k])]
+    assert not different, f"{len(different)} tensors differ after the resume, e.g. {different[:3]}"
 
-    # 4) host syncs only every 4 steps and at checkpoints (every 2) / epoch ends: step 11 is not synced (not logged),
-    #    12 is (mean loss of 11-12); the NaN at step 13 is found at the step-14 sync, reported as step 13, and the
-    #    step-14 checkpoint (whose weights saw the NaN update) is never written
-    with pytest.raises(NonFiniteLossError, match="step 13") as info:
-        run_training(load_config(DEMO_CONFIG, [*base, "optim.epochs=5", "debug.nan_at_step=13",
+
+def test_second_invocation_continues_the_same_mlflow_run(crashed: TrainOutcome, store: dict,
+                                                         synthetic_dataset: Path) -> None:
+    client = MlflowClient(store["uri"])
+    second = run_training(load_config(DEMO_CONFIG, [*_base(store, synthetic_dataset, "ft"), "optim.epochs=3"]))
+    assert second.mlflow_run_id == crashed.mlflow_run_id and second.step == 9
+    assert _steps(client, crashed.mlflow_run_id, "train/loss") == list(range(1, 10))
+    assert "resume.changed.optim.epochs" in client.get_run(crashed.mlflow_run_id).data.tags
+
+
+def test_nan_found_at_once_and_at_a_later_host_sync(local_ray: None, store: dict, synthetic_dataset: Path) -> None:
+    client = MlflowClient(store["uri"])
+    base = _base(store, synthetic_dataset, "nan")
+    # a NaN loss at step 5 stops the run with a clear error; the step-4 checkpoint stays the latest
+    with pytest.raises(NonFiniteLossError, match="step 5") as info:
+        run_training(load_config(DEMO_CONFIG, [*base, "optim.epochs=2", "debug.nan_at_step=5"]))
+    assert "checkpoint_step00000004" in str(info.value)
+    [run] = [r for r in client.search_runs([client.get_experiment_by_name("a2u-demo").experiment_id])
+             if r.info.run_name == "nan"]
+    assert _steps(client, run.info.run_id, "train/loss") == [1, 2, 3, 4]
+    assert client.get_run(run.info.run_id).info.status == "FAILED"
+
+    # host syncs only every 4 steps and at checkpoints (every 2) / epoch ends (steps 6, 9): resumed at step 4, step 5
+    # is not synced (not logged), 6 is; the NaN at step 7 is found at the step-8 sync, reported as step 7, and the
+    # step-8 checkpoint (whose weights saw the NaN update) is never written
+    with pytest.raises(NonFiniteLossError, match="step 7") as info:
+        run_training(load_config(DEMO_CONFIG, [*base, "optim.epochs=3", "debug.nan_at_step=7",
                                                "tracking.log_every_n_steps=4"]))
-    assert "checkpoint_step00000012" in str(info.value)
-    assert _steps(client, first.mlflow_run_id, "train/loss") == [*range(1, 11), 12]
+    assert "checkpoint_step00000006" in str(info.value)
+    assert _steps(client, run.info.run_id, "train/loss") == [1, 2, 3, 4, 6]
