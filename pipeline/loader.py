@@ -238,8 +238,8 @@ class TrainLoader:
         if not self.options.skip_corrupt:
             shard, key, member = bad[0]
             raise DatasetError(f"{shard}: sample {key!r} has a corrupt {member} member that cannot be decoded "
-                               f"({len(bad)} bad member(s) in this batch); rerun data_prep, or pass "
-                               "skip_corrupt=True to skip and count such samples") from exc
+                               f"({len(bad)} bad member(s) in this batch); rerun data_prep, or skip and count such samples "
+                               "(training config: data.augment.skip_corrupt=true; loader: skip_corrupt=True)") from exc
         for shard, key, member in bad:
             if (shard, key) not in self.sampler.bad:
                 log.warning("skipping corrupt sample %s in %s (%s member)", key, shard, member)

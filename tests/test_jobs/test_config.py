@@ -152,3 +152,11 @@ def test_print_config_shows_the_resolved_configuration(capsys: pytest.CaptureFix
     printed = yaml.safe_load(capsys.readouterr().out)
     assert printed["optim"]["epochs"] == 3 and printed["model"]["pretrained"] == "torchvision"
     assert printed["tracking"]["log_every_n_steps"] >= 1  # defaults are part of it
+
+
+def test_the_loaders_skip_hint_names_a_key_the_config_accepts() -> None:
+    import re
+
+    source = (Path(__file__).resolve().parents[2] / "pipeline" / "loader.py").read_text()
+    [key] = re.findall(r"training config: ([\w.]+)=true", source)
+    assert load_config(None, [f"{key}=true"]).data.augment == {"skip_corrupt": True}
