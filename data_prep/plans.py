@@ -104,7 +104,7 @@ def folder_plan(inputs: FolderInputs, *, seed: int, min_size: int, val_count: in
     """fg/bg shards from matched files; val/test/train composites DIM-style on seeded backgrounds.
 
     With --test-composites K but --test-count 0 the test composites use the training foregrounds themselves
-    (the issue's literal behaviour; logged as a warning since it measures fit, not generalisation).
+    (logged as a warning: such a test set measures fit, not generalisation).
     """
     train, val, test = split_foregrounds(inputs.pairs, seed, val_count, test_count)
     bgs = inputs.backgrounds
