@@ -1,4 +1,4 @@
-"""Command line: `python -m data_prep {folders,composition1k,synthetic,verify,stats} ...` (`--help` on each)."""
+"""Command line: `python -m data_prep {folders,composition1k,synthetic,trimap,verify,stats} ...` (`--help` on each)."""
 from __future__ import annotations
 
 import argparse
@@ -74,6 +74,45 @@ def _add_writer_options(p: argparse.ArgumentParser, *, val_default: int | None, 
                         "pixels, several times larger, decoded at memcpy cost)")
 
 
+def _fraction(text: str) -> float:
+    v = float(text)
+    if not 0 < v < 10:
+        raise argparse.ArgumentTypeError(f"must be a number in (0, 10), got {text}")
+    return v
+
+
+def _add_trimap_parser(sub) -> None:
+    from .trimaps import DEFAULT_FRACTION, DEFAULT_MIN_RADIUS
+
+    p = sub.add_parser(
+        "trimap", help="trimaps (PNG 0/128/255) from alpha mattes or coarse binary masks, one file or a folder",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Make trimaps for `jobs predict` (or any matting tool).\n\n"
+                    "  --alpha: 255 = alpha==255 eroded, 0 = alpha==0 eroded, 128 = the rest (every soft pixel\n"
+                    "           is unknown, and the band reaches the radius into both solid regions)\n"
+                    "  --mask:  a coarse binary mask (0/1, 0/255, or lossy within +-16): 255 = mask eroded,\n"
+                    "           0 = outside eroded, 128 = a band of 2r+1 px on the mask boundary\n\n"
+                    "Band radius r (a disk; the image border does not erode): --radius PX, or by default\n"
+                    f"  r = max(--min-radius, round(--radius-fraction * sqrt(A))), A = foreground area in px\n"
+                    "  (alpha: sum(alpha)/255; mask: mask pixels), i.e. a fixed fraction of the object's size\n"
+                    f"  (defaults {DEFAULT_FRACTION:g} and {DEFAULT_MIN_RADIUS}: 10 px for a 250x250-px object).\n\n"
+                    "A folder gives one <name>.png per input image in the --out folder. An output is never an\n"
+                    "input, and existing files are replaced only with --overwrite.")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--alpha", type=Path, help="alpha matte file or folder of mattes (8 or 16 bit grey)")
+    src.add_argument("--mask", type=Path, help="binary mask file or folder of masks")
+    p.add_argument("--out", type=Path, required=True,
+                   help="output PNG (file input; an existing folder gets <name>.png) or folder (folder input)")
+    size = p.add_mutually_exclusive_group()
+    size.add_argument("--radius", type=_non_negative, default=None, help="fixed band radius in pixels")
+    size.add_argument("--radius-fraction", type=_fraction, default=DEFAULT_FRACTION,
+                      help=f"radius as a fraction of sqrt(foreground area) (default {DEFAULT_FRACTION:g})")
+    p.add_argument("--min-radius", type=_non_negative, default=DEFAULT_MIN_RADIUS,
+                   help=f"smallest scaled radius in pixels (default {DEFAULT_MIN_RADIUS}; ignored with --radius)")
+    p.add_argument("--overwrite", action="store_true", help="replace existing output files (never an input)")
+    p.set_defaults(func=cmd_trimap)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m data_prep",
                                      description="Raw matting data -> verified WebDataset shards (+ DALI .idx).")
@@ -125,6 +164,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("dir", type=Path, help="dataset directory")
     p.add_argument("--workers", type=_positive, default=os.cpu_count() or 1, help="processes (default CPU count)")
     p.set_defaults(func=cmd_verify)
+
+    _add_trimap_parser(sub)
 
     p = sub.add_parser("stats", help="samples per kind, sizes, unknown-region fraction; optional preview sheet")
     p.add_argument("dir", type=Path, help="dataset directory")
@@ -199,6 +240,19 @@ def cmd_composition1k(args: argparse.Namespace) -> int:
         log.warning("--test-composites is ignored: Test_set/merged provides the Composition-1k test composites")
     return _file_build(args, "composition1k", inputs, 0,
                        {"root": str(args.root.resolve()), "bg": str(args.bg.resolve())})
+
+
+def cmd_trimap(args: argparse.Namespace) -> int:
+    from .trimap_files import make_trimaps
+    from .trimaps import BandRadius
+
+    mode, source = ("alpha", args.alpha) if args.alpha is not None else ("mask", args.mask)
+    band = BandRadius(radius=args.radius, fraction=args.radius_fraction, min_radius=args.min_radius)
+    done = make_trimaps(source, args.out, mode, band, overwrite=args.overwrite)
+    for path, how in done[:20]:  # a folder's full list is in the -v log
+        print(f"{path}: {how}")
+    print(f"wrote {len(done)} trimap(s) from {mode} {'folder' if source.is_dir() else 'file'} {source}")
+    return 0
 
 
 def cmd_verify(args: argparse.Namespace) -> int:

@@ -4,6 +4,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from .trimaps import trimap_from_regions
+
 
 def trimap_radius(height: int, width: int) -> int:
     """Unknown-band radius in pixels: 1.5 % of the long side, at least 3 (about 15 px at 1000 px, 8 px at 512).
@@ -18,13 +20,7 @@ def trimap_from_alpha(alpha: np.ndarray, radius: int | None = None) -> np.ndarra
     everything else (the soft band dilated by `radius`) unknown."""
     if radius is None:
         radius = trimap_radius(*alpha.shape[:2])
-    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
-    fg = cv2.erode((alpha == 255).astype(np.uint8), kernel, borderType=cv2.BORDER_CONSTANT, borderValue=1)
-    bg = cv2.erode((alpha == 0).astype(np.uint8), kernel, borderType=cv2.BORDER_CONSTANT, borderValue=1)
-    trimap = np.full(alpha.shape[:2], 128, np.uint8)
-    trimap[fg.astype(bool)] = 255
-    trimap[bg.astype(bool)] = 0
-    return trimap
+    return trimap_from_regions(alpha == 255, alpha == 0, radius)
 
 
 def fit_background(bg: np.ndarray, height: int, width: int) -> np.ndarray:

@@ -54,10 +54,13 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def _predict(args: argparse.Namespace) -> int:
+    from data_prep.trimaps import BandRadius
     from jobs.predict import run_predict
 
     _use_tracking(args)
-    written = run_predict(args.model, args.image, args.trimap, args.out, args.device, args.overwrite)
+    band = BandRadius(radius=args.mask_radius, fraction=args.mask_radius_fraction)
+    written = run_predict(args.model, args.image, args.trimap, args.out, args.device, args.overwrite,
+                          mask=args.mask, band=band, tta=args.tta, pad=args.pad, max_pixels=args.max_pixels)
     print(f"wrote {len(written)} alpha matte(s): {written[0] if len(written) == 1 else written[0].parent}")
     return 0
 
@@ -101,7 +104,45 @@ def _add_export_parser(sub) -> None:
 # --- end export -----------------------------------------------------------------------------------------------
 
 
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+    return value
+
+
+def _add_inference_options(p: argparse.ArgumentParser) -> None:
+    """--tta, --pad, --max-pixels: model/inference.py's options, the same for predict and evaluate."""
+    from model.inference import DEFAULT_MAX_PIXELS, PAD_MODES, TTA_MODES
+
+    p.add_argument("--tta", choices=TTA_MODES, default="none",
+                   help="test-time augmentation: none; flip = average with the horizontal mirror (2x time); d4 = "
+                        "average over the 8 flips x 90-degree rotations (8x time)")
+    p.add_argument("--pad", choices=PAD_MODES, default="reflect",
+                   help="padding to the net's multiple of 16: reflect (mirror the image, the official recipe; "
+                        "default) or zero (zeros in the net input: mean colour, trimap background)")
+    p.add_argument("--max-pixels", type=_positive_int, default=DEFAULT_MAX_PIXELS,
+                   help=f"padded images above this many pixels run in overlapping tiles (default {DEFAULT_MAX_PIXELS}"
+                        "; lower it when memory runs out)")
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from data_prep.trimaps import DEFAULT_FRACTION
+
     p = argparse.ArgumentParser(prog="python -m jobs", description=__doc__)
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = p.add_subparsers(dest="command", required=True)
@@ -124,14 +165,23 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--device", default="auto", help="auto | cpu | cuda[:N]")
     e.set_defaults(func=_evaluate)
 
-    r = sub.add_parser("predict", help="alpha mattes for an image (or a folder) and its trimap(s)")
+    r = sub.add_parser("predict", help="alpha mattes for an image (or a folder) and its trimap(s) or mask(s)")
     r.add_argument("--model", required=True, help="models:/name@alias, models:/name/<version>, runs:/..., checkpoint")
     r.add_argument("--tracking-uri", default=None, help=TRACKING_HELP)
     r.add_argument("--image", required=True, help="image file or folder")
-    r.add_argument("--trimap", required=True, help="trimap file or folder of same-named trimaps")
+    second = r.add_mutually_exclusive_group(required=True)
+    second.add_argument("--trimap", default=None, help="trimap file or folder of same-named trimaps (0/128/255)")
+    second.add_argument("--mask", default=None,
+                        help="coarse binary mask file or folder of same-named masks: the trimap is made from it "
+                             "(unknown band on the mask boundary; `python -m data_prep trimap --help` explains it)")
+    band = r.add_mutually_exclusive_group()
+    band.add_argument("--mask-radius", type=_non_negative_int, default=None, help="with --mask: band radius in pixels")
+    band.add_argument("--mask-radius-fraction", type=_positive_float, default=DEFAULT_FRACTION,
+                      help=f"with --mask: radius = max(3, round(F * sqrt(mask area))) (default {DEFAULT_FRACTION})")
     r.add_argument("--out", required=True, help="output PNG (file mode) or folder (folder mode)")
     r.add_argument("--device", default="auto", help="auto | cpu | cuda[:N]")
     r.add_argument("--overwrite", action="store_true", help="replace mattes that exist already (never an input)")
+    _add_inference_options(r)
     r.set_defaults(func=_predict)
 
     s = sub.add_parser("submit", help="submit `train` to a Ray cluster (Job Submission API)")

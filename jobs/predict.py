@@ -1,38 +1,44 @@
-"""`predict`: alpha mattes for one image or a folder of images (trimaps with the same names), any size, CPU or GPU,
-from a registry URI, a run URI or a checkpoint path."""
+"""`predict`: alpha mattes for one image or a folder of images (trimaps, or coarse masks turned into trimaps by
+data_prep's trimap maker, with the same names), any size, CPU or GPU, from a registry URI, a run URI or a checkpoint
+path; test-time augmentation, padding and the tiling threshold are model/inference.py's options."""
 from __future__ import annotations
 
 import logging
 import time
 from pathlib import Path
 
+import numpy as np
+
 from tqdm import tqdm
 
+from data_prep.trimaps import BandRadius, TrimapError, trimap_from_mask
 from jobs.errors import JobError
 from jobs.images import IMAGE_SUFFIXES, check_trimap, read_gray, read_rgb, write_gray
 
 log = logging.getLogger(__name__)
 
 
-def _pairs(image: Path, trimap: Path, out: Path) -> list[tuple[Path, Path, Path]]:
+def _pairs(image: Path, trimap: Path, out: Path, flag: str = "--trimap") -> list[tuple[Path, Path, Path]]:
+    """(image, trimap or mask, output) triples; `flag` names the second input in messages (--trimap or --mask)."""
+    what = flag.lstrip("-")
     if not image.exists():
         raise JobError(f"--image {image} does not exist")
     if not trimap.exists():
-        raise JobError(f"--trimap {trimap} does not exist")
+        raise JobError(f"{flag} {trimap} does not exist")
     if image.is_file():
         if not trimap.is_file():
-            raise JobError(f"--image is a file, so --trimap must be a file too ({trimap} is a directory)")
+            raise JobError(f"--image is a file, so {flag} must be a file too ({trimap} is a directory)")
         target = out / f"{image.stem}.png" if out.is_dir() else out.with_suffix(".png") if out.suffix == "" else out
         return [(image, trimap, target)]
     if not trimap.is_dir():
-        raise JobError(f"--image is a directory, so --trimap must be a directory of same-named trimaps ({trimap})")
+        raise JobError(f"--image is a directory, so {flag} must be a directory of same-named {what}s ({trimap})")
     if out.exists() and not out.is_dir():
         raise JobError(f"--image is a directory, so --out must be a directory ({out} is a file)")
     pairs = []
     for f in sorted(p for p in image.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES):
         t = next((trimap / f"{f.stem}{s}" for s in IMAGE_SUFFIXES if (trimap / f"{f.stem}{s}").is_file()), None)
         if t is None:
-            raise JobError(f"{f}: no trimap named {f.stem}.* in {trimap}")
+            raise JobError(f"{f}: no {what} named {f.stem}.* in {trimap}")
         pairs.append((f, t, out / f"{f.stem}.png"))
     if not pairs:
         raise JobError(f"{image} holds no images ({', '.join(IMAGE_SUFFIXES)})")
@@ -52,27 +58,48 @@ def check_targets(pairs: list[tuple[Path, Path, Path]], overwrite: bool) -> None
         raise JobError(f"{existing[0]} exists{more}: pass --overwrite to replace existing mattes")
 
 
-def run_predict(model: str, image: str, trimap: str, out: str, device: str = "auto",
-                overwrite: bool = False) -> list[Path]:
-    """Write one 8-bit alpha PNG per input image; returns the written paths. Existing files are replaced only with
+def trimap_of_mask(mask_path: Path, band: BandRadius) -> np.ndarray:
+    """The trimap made from a coarse mask file by data_prep's trimap maker; logs the band it used."""
+    try:
+        made = trimap_from_mask(read_gray(mask_path), band)
+    except TrimapError as exc:
+        raise JobError(f"mask {mask_path}: {exc}") from exc
+    log.info("trimap from mask %s: unknown band %d px wide (%s)", mask_path, 2 * made.radius + 1, made.how)
+    return made.trimap
+
+
+def run_predict(model: str, image: str, trimap: str | None, out: str, device: str = "auto",
+                overwrite: bool = False, *, mask: str | None = None, band: BandRadius | None = None,
+                tta: str = "none", pad: str = "reflect", max_pixels: int | None = None) -> list[Path]:
+    """Write one 8-bit alpha PNG per input image; returns the written paths. Exactly one of `trimap` and `mask`
+    (a coarse binary mask, made into a trimap with `band`) is given. Existing files are replaced only with
     `overwrite`, and an input is never an output."""
-    from model.inference import predict_alpha
+    from model.inference import DEFAULT_MAX_PIXELS, predict_alpha
 
     from jobs.model_uri import load_net, pick_device
 
-    pairs = _pairs(Path(image).expanduser(), Path(trimap).expanduser(), Path(out).expanduser())
+    if (trimap is None) == (mask is None):
+        raise JobError("give exactly one of --trimap and --mask")
+    flag, second = ("--trimap", trimap) if trimap is not None else ("--mask", mask)
+    pairs = _pairs(Path(image).expanduser(), Path(second).expanduser(), Path(out).expanduser(), flag)  # type: ignore[arg-type]
     check_targets(pairs, overwrite)
+    band = band or BandRadius()
     dev = pick_device(device)
     t0 = time.time()
     net = load_net(model, dev)
     log.info("loaded %s on %s in %.1f s", model, dev, time.time() - t0)
+    log.info("inference: tta %s, pad %s, tiles above %d pixels", tta, pad, max_pixels or DEFAULT_MAX_PIXELS)
     written = []
     for img_path, tri_path, out_path in tqdm(pairs, desc="predict", unit="img", disable=len(pairs) < 2):
         rgb = read_rgb(img_path)
-        tri = check_trimap(read_gray(tri_path), tri_path)
+        tri = trimap_of_mask(tri_path, band) if mask is not None else check_trimap(read_gray(tri_path), tri_path)
         if rgb.shape[:2] != tri.shape:
-            raise JobError(f"{img_path} is {rgb.shape[1]}x{rgb.shape[0]} but its trimap {tri_path} is "
+            raise JobError(f"{img_path} is {rgb.shape[1]}x{rgb.shape[0]} but its {flag.lstrip('-')} {tri_path} is "
                            f"{tri.shape[1]}x{tri.shape[0]}")
-        write_gray(out_path, predict_alpha(net, rgb, tri))
+        try:
+            alpha = predict_alpha(net, rgb, tri, max_pixels=max_pixels or DEFAULT_MAX_PIXELS, tta=tta, pad=pad)
+        except ValueError as exc:  # e.g. a --max-pixels too small for the tile overlap
+            raise JobError(f"{img_path}: {exc}") from exc
+        write_gray(out_path, alpha)
         written.append(out_path)
     return written

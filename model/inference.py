@@ -1,6 +1,7 @@
 """Full-image inference: one RGB image and its trimap in, one uint8 alpha matte out (docs/model.md §5.1).
 
-Recipe, as in the official ``test.py``: reflect-pad bottom/right to a multiple of 16, ImageNet-normalise the RGB,
+Recipe, as in the official ``test.py``: reflect-pad bottom/right to a multiple of 16 (``pad="zero"`` instead pads the
+network input with zeros, i.e. the ImageNet-mean colour and trimap 0), ImageNet-normalise the RGB,
 append trimap/255 as the 4th channel, run the net in eval mode without gradients, crop, clip to [0, 1], ×255, copy
 the known trimap pixels (0 and 255). Difference: the official code saves the 8-bit PNG by **truncation**; here the
 matte is **rounded** to the nearest integer (``np.rint``), which is unbiased (truncation lowers every unknown pixel by
@@ -14,6 +15,12 @@ globally (adaptive average pooling to k_e×k_e and global average pooling for th
 per-sample GroupNorm statistics, and the ASPP has an image-pooling branch, so a tile sees different global context
 than the whole image. Tiled and untiled outputs therefore differ slightly even far from tile borders (measured in
 benchmarks/RESULTS.md); with a purely local network they are identical. Tiling is logged at INFO level.
+
+Test-time augmentation (``tta``): ``"flip"`` averages the net's output on the input and on its horizontal mirror
+(mirrored back); ``"d4"`` averages all 8 symmetries of the square (4 rotations by 90°, each with and without the
+mirror). The transforms act on the padded network input (of each tile), whose sides stay multiples of 16 under
+rotation, and the outputs are averaged in float64, so a net that commutes with the transforms gives exactly the
+un-augmented output. Cost: 2× and 8× the net's time.
 """
 from __future__ import annotations
 
@@ -27,6 +34,8 @@ from torch import nn
 
 __all__ = [
     "DEFAULT_MAX_PIXELS",
+    "PAD_MODES",
+    "TTA_MODES",
     "DEFAULT_TILE_OVERLAP",
     "IMAGENET_MEAN",
     "IMAGENET_STD",
@@ -49,6 +58,8 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 DEFAULT_MAX_PIXELS = 2048 * 2048
 DEFAULT_TILE_OVERLAP = 256
 _TRIMAP_VALUES = np.array([0, 128, 255], dtype=np.uint8)
+PAD_MODES: tuple[str, ...] = ("reflect", "zero")
+TTA_MODES: tuple[str, ...] = ("none", "flip", "d4")
 
 
 @dataclass(frozen=True)
@@ -92,22 +103,34 @@ def _padded_size(size: int) -> int:
     return -(-size // STRIDE) * STRIDE
 
 
-def prepare_input(image: np.ndarray, trimap: np.ndarray) -> torch.Tensor:
-    """The net's 1×4×H'×W' float32 CPU input: reflect-padded to multiples of 16, ImageNet-normalised RGB + trimap/255.
+def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> str:
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {', '.join(choices)}; got {value!r}")
+    return value
 
-    Padding is done on the uint8 arrays before the (per-pixel) normalisation, which gives the same numbers as padding
-    the normalised tensor; NumPy's reflect mode also handles images smaller than the pad (repeated reflection).
+
+def prepare_input(image: np.ndarray, trimap: np.ndarray, pad: str = "reflect") -> torch.Tensor:
+    """The net's 1×4×H'×W' float32 CPU input: padded bottom/right to multiples of 16, ImageNet-normalised RGB +
+    trimap/255.
+
+    ``pad="reflect"`` (the official recipe) mirrors the image into the margin; it is done on the uint8 arrays before
+    the (per-pixel) normalisation, which gives the same numbers as padding the normalised tensor, and NumPy's
+    reflect mode also handles images smaller than the pad (repeated reflection). ``pad="zero"`` leaves the margin
+    of the network input at 0: the ImageNet-mean colour with trimap 0 (background).
     """
     image, trimap = _check_inputs(image, trimap)
+    _check_choice("pad", pad, PAD_MODES)
     height, width = trimap.shape
-    pad = ((0, _padded_size(height) - height), (0, _padded_size(width) - width))
-    image = np.pad(image, pad + ((0, 0),), mode="reflect")  # a single row/column reflects onto itself
-    trimap = np.pad(trimap, pad, mode="reflect")
-    x = torch.empty((1, 4, *trimap.shape), dtype=torch.float32)
+    margins = ((0, _padded_size(height) - height), (0, _padded_size(width) - width))
+    if pad == "reflect":
+        image = np.pad(image, margins + ((0, 0),), mode="reflect")  # a single row/column reflects onto itself
+        trimap = np.pad(trimap, margins, mode="reflect")
+    x = torch.zeros((1, 4, _padded_size(height), _padded_size(width)), dtype=torch.float32)
+    rows, cols = slice(0, image.shape[0]), slice(0, image.shape[1])
     rgb = torch.from_numpy(image).permute(2, 0, 1)
     for c in range(3):  # channel by channel keeps the temporary memory at one channel
-        x[0, c] = rgb[c].to(torch.float32).div_(255.0).sub_(IMAGENET_MEAN[c]).div_(IMAGENET_STD[c])
-    x[0, 3] = torch.from_numpy(trimap).to(torch.float32).div_(255.0)
+        x[0, c, rows, cols] = rgb[c].to(torch.float32).div_(255.0).sub_(IMAGENET_MEAN[c]).div_(IMAGENET_STD[c])
+    x[0, 3, rows, cols] = torch.from_numpy(trimap).to(torch.float32).div_(255.0)
     return x
 
 
@@ -206,13 +229,37 @@ def _net_device_dtype(net: nn.Module) -> tuple[torch.device, torch.dtype]:
     return torch.device("cpu"), torch.float32
 
 
-def _run(net: nn.Module, x: torch.Tensor, device: torch.device, dtype: torch.dtype) -> np.ndarray:
+def _run_once(net: nn.Module, x: torch.Tensor, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
     out = net(x.to(device=device, dtype=dtype))
     expected = (1, 1, x.shape[2], x.shape[3])
     if not isinstance(out, torch.Tensor) or tuple(out.shape) != expected:
         shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
         raise ValueError(f"the net must map N×4×H×W to N×1×H×W: input {tuple(x.shape)} gave {shape}")
-    return out[0, 0].to(device="cpu", dtype=torch.float32).numpy()
+    return out[0, 0].to(device="cpu", dtype=torch.float32)
+
+
+def _symmetries(tta: str) -> list[tuple[int, bool]]:
+    """(quarter turns, mirrored) of each transform: identity only, + the mirror, or the 8 of the dihedral group."""
+    if tta == "none":
+        return [(0, False)]
+    if tta == "flip":
+        return [(0, False), (0, True)]
+    return [(k, mirror) for k in range(4) for mirror in (False, True)]
+
+
+def _run(net: nn.Module, x: torch.Tensor, device: torch.device, dtype: torch.dtype, tta: str = "none") -> np.ndarray:
+    """The net's H×W output for a 1×4×H×W input, averaged over the ``tta`` transforms (each undone on its output)."""
+    transforms = _symmetries(tta)
+    if len(transforms) == 1:
+        return _run_once(net, x, device, dtype).numpy()
+    total = torch.zeros(x.shape[2:], dtype=torch.float64)
+    for quarter_turns, mirror in transforms:
+        t = torch.flip(x, dims=(3,)) if mirror else x
+        t = torch.rot90(t, quarter_turns, dims=(2, 3)).contiguous()
+        out = torch.rot90(_run_once(net, t, device, dtype), -quarter_turns)
+        total += torch.flip(out, dims=(1,)) if mirror else out
+    # float64 sums of ≤ 8 float32 values are exact, and ÷ 2 or ÷ 8 is exact: equal outputs average to themselves
+    return (total / len(transforms)).to(torch.float32).numpy()
 
 
 def predict_raw(
@@ -222,13 +269,17 @@ def predict_raw(
     *,
     max_pixels: int = DEFAULT_MAX_PIXELS,
     overlap: int = DEFAULT_TILE_OVERLAP,
+    tta: str = "none",
+    pad: str = "reflect",
 ) -> np.ndarray:
-    """The net's raw H×W float32 output (cropped, not clipped), tiled when the padded image exceeds ``max_pixels``.
+    """The net's raw H×W float32 output (cropped, not clipped), tiled when the padded image exceeds ``max_pixels``,
+    averaged over the test-time augmentations ``tta`` (none | flip | d4) of each tile; ``pad`` is reflect | zero.
 
     Runs in eval mode under ``torch.no_grad()`` on the device and dtype of the net's parameters; the net's training
     flag is restored afterwards.
     """
-    x = prepare_input(image, trimap)
+    _check_choice("tta", tta, TTA_MODES)
+    x = prepare_input(image, trimap, pad)
     height, width = trimap.shape
     padded_h, padded_w = x.shape[2], x.shape[3]
     tiles = plan_tiles(padded_h, padded_w, max_pixels, overlap)
@@ -238,7 +289,7 @@ def predict_raw(
     try:
         with torch.no_grad():
             if len(tiles) == 1:
-                raw = _run(net, x, device, dtype)
+                raw = _run(net, x, device, dtype, tta)
             else:
                 logger.info(
                     "tiled inference: %d×%d image (padded %d×%d) above max_pixels=%d -> %d tiles of %d×%d, overlap %d",
@@ -250,7 +301,7 @@ def predict_raw(
                 for tile in tiles:
                     rows = slice(tile.y, tile.y + tile.height)
                     cols = slice(tile.x, tile.x + tile.width)
-                    out = _run(net, x[:, :, rows, cols].contiguous(), device, dtype)
+                    out = _run(net, x[:, :, rows, cols].contiguous(), device, dtype, tta)
                     weights = tile_weights(tile, padded_h, padded_w, overlap)
                     total[rows, cols] += out * weights
                     weight_sum[rows, cols] += weights
@@ -267,13 +318,16 @@ def predict_alpha(
     *,
     max_pixels: int = DEFAULT_MAX_PIXELS,
     overlap: int = DEFAULT_TILE_OVERLAP,
+    tta: str = "none",
+    pad: str = "reflect",
 ) -> np.ndarray:
     """Alpha matte (H×W uint8) of an H×W×3 uint8 RGB image with its H×W uint8 trimap (values 0/128/255).
 
     Clips the raw output to [0, 1], scales by 255, copies the known trimap pixels and rounds to nearest (the official
-    code truncates). Images whose padded size exceeds ``max_pixels`` are tiled (see the module docstring).
+    code truncates). Images whose padded size exceeds ``max_pixels`` are tiled, ``tta`` and ``pad`` are those of
+    :func:`predict_raw` (see the module docstring).
     """
-    raw = predict_raw(net, image, trimap, max_pixels=max_pixels, overlap=overlap)
+    raw = predict_raw(net, image, trimap, max_pixels=max_pixels, overlap=overlap, tta=tta, pad=pad)
     alpha = np.rint(np.clip(raw, 0.0, 1.0) * 255.0)
     known = trimap != 128
     alpha[known] = trimap[known]
