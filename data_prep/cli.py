@@ -87,7 +87,8 @@ def _add_trimap_parser(sub) -> None:
     p = sub.add_parser(
         "trimap", help="trimaps (PNG 0/128/255) from alpha mattes or coarse binary masks, one file or a folder",
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="Make trimaps for `jobs predict` (or any matting tool).\n\n"
+        description="Make trimaps for `jobs predict` (or any matting tool): 8-bit grey PNGs holding 0/128/255\n"
+                    "(background / unknown / foreground).\n\n"
                     "  --alpha: 255 = alpha==255 eroded, 0 = alpha==0 eroded, 128 = the rest (every soft pixel\n"
                     "           is unknown, and the band reaches the radius into both solid regions)\n"
                     "  --mask:  a coarse binary mask (0/1, 0/255, or lossy within +-16): 255 = mask eroded,\n"
