@@ -1,11 +1,20 @@
-"""`evaluate`: official metrics per image on test shards or a Composition-1k Test_set folder, CSV + means, logged
-to MLflow; `--set-alias` moves the alias only when this model beats the current holder on the same data."""
+"""`evaluate`: official metrics and region errors per image on test shards or a Composition-1k Test_set folder, CSV +
+means (overall and per category), logged to MLflow; `--set-alias` moves the alias only when this model beats the
+current holder on the same data with the same inference options, and never after an image failed.
+
+Categories: an image key `<category>__<name>` (a double underscore; in a folder, the composite `merged/<category>__
+<fg>_<i>.png` with its alpha `alpha/<category>__<fg>.png`) belongs to `<category>`; keys without one are
+`uncategorised`. Per-category means are reported when any key has a category (AIM-500 / SIMD style sets).
+
+Failures: an image that cannot be scored (unreadable file, sizes that differ, a bad trimap) becomes a CSV row with
+its key and the error, the rest are scored, and the command then exits non-zero; means cover the scored images."""
 from __future__ import annotations
 
 import csv
 import hashlib
 import json
 import logging
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +30,12 @@ from jobs.images import check_trimap, read_gray, read_rgb
 log = logging.getLogger(__name__)
 
 METRICS = ("SAD", "MSE", "Grad", "Conn")
+REGION_METRICS = ("MAD", "MAD_all", "SAD_fg", "SAD_bg", "SAD_unknown", "SAD_all")
+ALL_METRICS = METRICS + REGION_METRICS
+CSV_FIELDS = ("key", *ALL_METRICS, "category", "error")
 EVAL_EXPERIMENT = "a2u-evaluation"
+CATEGORY_SEPARATOR = "__"
+UNCATEGORISED = "uncategorised"
 
 
 @dataclass
@@ -30,6 +44,36 @@ class EvalSample:
     image: np.ndarray   # H×W×3 uint8
     trimap: np.ndarray  # H×W uint8 0/128/255
     alpha: np.ndarray   # H×W uint8
+
+
+@dataclass
+class EvalFailure:
+    """An image that could not be scored: its key and why (becomes an error row of the CSV)."""
+    key: str
+    error: str
+
+
+@dataclass(frozen=True)
+class InferenceOptions:
+    """How predictions are made (model/inference.py options); part of what makes two scores comparable."""
+    tta: str = "none"
+    pad: str = "reflect"
+    max_pixels: int | None = None
+
+    def pixels(self) -> int:
+        """The tiling threshold in effect (the inference default when none was given)."""
+        from model.inference import DEFAULT_MAX_PIXELS
+
+        return self.max_pixels or DEFAULT_MAX_PIXELS
+
+    def tag(self) -> str:
+        return f"tta={self.tta},pad={self.pad},max_pixels={self.pixels()}"
+
+
+def category_of(key: str) -> str:
+    """`<category>__<name>` -> category; keys without the separator are uncategorised."""
+    head, sep, _ = key.partition(CATEGORY_SEPARATOR)
+    return head if sep and head else UNCATEGORISED
 
 
 def _folder_files(root: Path) -> list[tuple[str, Path, Path, Path | None]]:
@@ -52,14 +96,22 @@ def _folder_files(root: Path) -> list[tuple[str, Path, Path, Path | None]]:
     return files
 
 
-def iter_folder(root: Path) -> Iterator[EvalSample]:
+def _read_folder_sample(stem: str, merged: Path, alpha_path: Path, trimap_path: Path) -> EvalSample:
+    image, alpha = read_rgb(merged), read_gray(alpha_path)
+    trimap = check_trimap(read_gray(trimap_path), trimap_path)
+    if not (image.shape[:2] == alpha.shape == trimap.shape):
+        raise JobError(f"{merged}: image {image.shape[:2]}, alpha {alpha.shape} and trimap {trimap.shape} differ "
+                       "in size")
+    return EvalSample(stem, image, trimap, alpha)
+
+
+def iter_folder(root: Path) -> Iterator[EvalSample | EvalFailure]:
+    """Each composite of a Test_set folder, or an EvalFailure naming why it cannot be read."""
     for stem, merged, alpha_path, trimap_path in _folder_files(root):
-        image, alpha = read_rgb(merged), read_gray(alpha_path)
-        trimap = check_trimap(read_gray(trimap_path), trimap_path)  # type: ignore[arg-type]
-        if not (image.shape[:2] == alpha.shape == trimap.shape):
-            raise JobError(f"{merged}: image {image.shape[:2]}, alpha {alpha.shape} and trimap {trimap.shape} differ "
-                           "in size")
-        yield EvalSample(stem, image, trimap, alpha)
+        try:
+            yield _read_folder_sample(stem, merged, alpha_path, trimap_path)  # type: ignore[arg-type]
+        except JobError as exc:
+            yield EvalFailure(stem, str(exc))
 
 
 def iter_shards(root: Path) -> Iterator[EvalSample]:
@@ -84,7 +136,7 @@ def check_test_shards(root: Path, manifest) -> None:
                        f"(`python -m data_prep verify {root}` lists them; re-run data_prep to rewrite the shards)")
 
 
-def open_dataset(data: str) -> tuple[Iterator[EvalSample], int | None, str]:
+def open_dataset(data: str) -> tuple[Iterator[EvalSample | EvalFailure], int | None, str]:
     """(samples, count or None, fingerprint of the data so scores are only compared on the same set)."""
     root = Path(data).expanduser()
     if not root.is_dir():
@@ -110,26 +162,76 @@ def open_dataset(data: str) -> tuple[Iterator[EvalSample], int | None, str]:
     raise JobError(f"{data} is neither a shard directory (manifest.json) nor a Test_set folder (merged/ alpha/ trimaps/)")
 
 
-def score(net, data: str, csv_path: Path | None = None, desc: str = "evaluate") -> tuple[dict[str, float], list[dict], str]:
-    """Per-image metrics (and the CSV) for `net` on `data`; returns (means, rows, fingerprint)."""
+def _score_one(net, s: EvalSample, options: InferenceOptions) -> dict:
     from model.inference import predict_alpha
-    from model.metrics import evaluate as metric_fn
+    from model.metrics import evaluate_all
 
+    pred = predict_alpha(net, s.image, s.trimap, max_pixels=options.pixels(), tta=options.tta, pad=options.pad)
+    m = evaluate_all(pred, s.alpha, s.trimap)
+    return {"key": s.key, **{k: float(m[k]) for k in ALL_METRICS}, "category": category_of(s.key), "error": ""}
+
+
+def failed_rows(rows: list[dict]) -> list[dict]:
+    """The error rows among `rows`."""
+    return [r for r in rows if r.get("error")]
+
+
+def mean_scores(rows: list[dict]) -> dict[str, float]:
+    """Means of every metric over the scored (not failed) rows."""
+    ok = [r for r in rows if not r.get("error")]
+    return {k: float(np.mean([r[k] for r in ok])) for k in ALL_METRICS} if ok else {}
+
+
+def category_means(rows: list[dict]) -> dict[str, dict[str, float]]:
+    """category -> {"images": n, metric: mean, ...} over scored rows; empty when no key has a category."""
+    ok = [r for r in rows if not r.get("error")]
+    if all(r["category"] == UNCATEGORISED for r in ok):
+        return {}
+    out = {}
+    for cat in sorted({r["category"] for r in ok}):
+        members = [r for r in ok if r["category"] == cat]
+        out[cat] = {"images": float(len(members)), **mean_scores(members)}
+    return out
+
+
+def _write_csv(path: Path, fields: tuple[str, ...] | list[str], rows: list[dict]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(fields))
+        w.writeheader()
+        w.writerows(rows)
+
+
+def score(net, data: str, csv_path: Path | None = None, desc: str = "evaluate",
+          options: InferenceOptions | None = None) -> tuple[dict[str, float], list[dict], str]:
+    """Per-image metrics (and the CSV, plus per_category.csv beside it when the keys have categories) for `net` on
+    `data`; returns (means over the scored images, rows including error rows, fingerprint). An image that fails is
+    an error row, never a reason to stop scoring the others."""
+    options = options or InferenceOptions()
     samples, total, fingerprint = open_dataset(data)
     rows: list[dict] = []
     for s in tqdm(samples, total=total, desc=desc, unit="img"):
-        pred = predict_alpha(net, s.image, s.trimap)
-        m = metric_fn(pred, s.alpha, s.trimap)
-        rows.append({"key": s.key, **{k: float(m[k]) for k in METRICS}})
+        if isinstance(s, EvalSample):
+            try:
+                rows.append(_score_one(net, s, options))
+                continue
+            except ValueError as exc:  # inference or metric input checks: this image, not the whole set
+                s = EvalFailure(s.key, str(exc))
+        log.error("cannot score %s: %s", s.key, s.error)
+        rows.append({"key": s.key, **dict.fromkeys(ALL_METRICS, ""), "category": category_of(s.key),
+                     "error": s.error})
     if not rows:
         raise JobError(f"{data}: no evaluation samples")
-    means = {k: float(np.mean([r[k] for r in rows])) for k in METRICS}
     if csv_path is not None:
-        csv_path.parent.mkdir(parents=True, exist_ok=True)
-        with open(csv_path, "w", newline="") as fh:
-            w = csv.DictWriter(fh, fieldnames=["key", *METRICS])
-            w.writeheader()
-            w.writerows(rows)
+        _write_csv(csv_path, CSV_FIELDS, rows)
+        per_category = category_means(rows)
+        if per_category:
+            _write_csv(csv_path.with_name("per_category.csv"), ("category", "images", *ALL_METRICS),
+                       [{"category": c, **m} for c, m in per_category.items()])
+    means = mean_scores(rows)
+    if not means:
+        where = f" (errors in {csv_path})" if csv_path else ""
+        raise JobError(f"{data}: none of the {len(rows)} images could be scored{where}; first: {rows[0]['error']}")
     return means, rows, fingerprint
 
 
@@ -138,20 +240,35 @@ def trimap_only_score(data: str) -> dict[str, float]:
     from model.metrics import evaluate as metric_fn
 
     samples, _, _ = open_dataset(data)
-    rows = [metric_fn(np.where(s.trimap == 128, 128, s.trimap).astype(np.uint8), s.alpha, s.trimap) for s in samples]
+    rows = []
+    for s in samples:
+        if isinstance(s, EvalFailure):
+            raise JobError(f"{s.key}: {s.error}")
+        rows.append(metric_fn(np.where(s.trimap == 128, 128, s.trimap).astype(np.uint8), s.alpha, s.trimap))
     return {k: float(np.mean([r[k] for r in rows])) for k in METRICS}
 
 
-def _prior_score(client, experiment_id: str, name: str, version: str, fingerprint: str) -> float | None:
+def _prior_score(client, experiment_id: str, name: str, version: str, fingerprint: str,
+                 options: InferenceOptions) -> float | None:
+    """SAD of the latest complete evaluation of `name` v`version` on the same data with the same inference options
+    (runs with failed images carry no data fingerprint tag, so they are never found here)."""
     runs = client.search_runs([experiment_id], filter_string=(
         f"tags.`a2u.model_name` = '{name}' and tags.`a2u.model_version` = '{version}' and "
-        f"tags.`a2u.data_fingerprint` = '{fingerprint}'"), max_results=1, order_by=["attributes.start_time DESC"])
+        f"tags.`a2u.data_fingerprint` = '{fingerprint}' and tags.`a2u.inference` = '{options.tag()}'"),
+        max_results=1, order_by=["attributes.start_time DESC"])
     return runs[0].data.metrics.get("test/SAD") if runs else None
 
 
+def _metric_key(category: str) -> str:
+    """An MLflow-safe metric name part for a category (letters, digits, _ - . and spaces are allowed)."""
+    return re.sub(r"[^A-Za-z0-9_\-. ]", "_", category)
+
+
 def run_evaluate(model: str, data: str, out_dir: str | None = None, set_alias: str | None = None,
-                 device: str = "auto", tracking_uri: str | None = None) -> dict:
-    """Score `model` on `data`, log an evaluation run, maybe move `set_alias`. Returns a summary dict."""
+                 device: str = "auto", tracking_uri: str | None = None, *,
+                 options: InferenceOptions | None = None) -> dict:
+    """Score `model` on `data`, log an evaluation run, maybe move `set_alias`. Returns a summary dict whose
+    "failed" lists the error rows (non-empty: the alias is not moved and the run is marked FAILED)."""
     import mlflow
     from mlflow.tracking import MlflowClient
 
@@ -167,28 +284,46 @@ def run_evaluate(model: str, data: str, out_dir: str | None = None, set_alias: s
     open_dataset(data)  # fail on bad data before loading the model
     dev = pick_device(device)
     net = load_net(model, dev)
+    options = options or InferenceOptions()
     out = Path(out_dir or Path("runs") / "eval" / time.strftime("%Y%m%d-%H%M%S")).resolve()
     csv_path = out / "per_image.csv"
     t0 = time.time()
-    means, rows, fingerprint = score(net, data, csv_path)
+    means, rows, fingerprint = score(net, data, csv_path, options=options)
     seconds = time.time() - t0
+    failed = failed_rows(rows)
+    per_category = category_means(rows)
 
     client = MlflowClient(uri, uri)
     exp_id = ensure_experiment(uri, EVAL_EXPERIMENT)
-    tags = {"a2u.model_uri": model, "a2u.data": str(Path(data).resolve()), "a2u.data_fingerprint": fingerprint}
+    tags = {"a2u.model_uri": model, "a2u.data": str(Path(data).resolve()), "a2u.inference": options.tag()}
+    # a partial score must never stand in for the model's score on this data: no fingerprint tag when images failed
+    tags |= {"a2u.failed_images": str(len(failed))} if failed else {"a2u.data_fingerprint": fingerprint}
     if ref:
         tags |= {"a2u.model_name": ref.name, "a2u.model_version": ref.version}
     with mlflow.start_run(experiment_id=exp_id, run_name=f"eval-{ref.name + ' v' + ref.version if ref else 'model'}",
                           tags=tags) as run:
-        mlflow.log_metrics({f"test/{k}": v for k, v in means.items()} | {"test/images": len(rows),
-                                                                        "test/seconds": seconds})
+        mlflow.log_params({"tta": options.tta, "pad": options.pad, "max_pixels": options.pixels()})
+        metrics = {f"test/{k}": v for k, v in means.items()}
+        for cat, m in per_category.items():
+            metrics |= {f"test/{_metric_key(cat)}/{k}": v for k, v in m.items()}
+        mlflow.log_metrics(metrics | {"test/images": len(rows) - len(failed), "test/failed_images": len(failed),
+                                      "test/seconds": seconds})
         mlflow.log_artifact(str(csv_path), "evaluation")
-    summary = {"model": model, "data": data, "means": means, "images": len(rows), "csv": str(csv_path),
-               "eval_run_id": run.info.run_id, "alias": None, "seconds": seconds}
-    if ref is not None:
+        if per_category:
+            mlflow.log_artifact(str(csv_path.with_name("per_category.csv")), "evaluation")
+    if failed:
+        client.set_terminated(run.info.run_id, status="FAILED")
+    summary = {"model": model, "data": data, "means": means, "images": len(rows) - len(failed), "csv": str(csv_path),
+               "eval_run_id": run.info.run_id, "alias": None, "seconds": seconds, "failed": failed,
+               "categories": per_category}
+    if ref is not None and not failed:
         client.set_model_version_tag(ref.name, ref.version, f"test_SAD.{fingerprint}", f"{means['SAD']:.6f}")
     if set_alias and ref is not None:
-        summary["alias"] = _maybe_move_alias(client, exp_id, ref, set_alias, means["SAD"], data, fingerprint, dev)
+        if failed:
+            summary["alias"] = f"{set_alias} not moved: {len(failed)} image(s) could not be scored"
+        else:
+            summary["alias"] = _maybe_move_alias(client, exp_id, ref, set_alias, means["SAD"], data, fingerprint,
+                                                 dev, options)
     return summary
 
 
@@ -207,18 +342,22 @@ def alias_holder(client, name: str, alias: str) -> str | None:
         raise
 
 
-def _maybe_move_alias(client, exp_id: str, ref, alias: str, sad: float, data: str, fingerprint: str, dev) -> str:
+def _maybe_move_alias(client, exp_id: str, ref, alias: str, sad: float, data: str, fingerprint: str, dev,
+                      options: InferenceOptions) -> str:
     from jobs.model_uri import load_net
 
     holder = alias_holder(client, ref.name, alias)
     if holder == ref.version:
         return f"{alias} already on version {ref.version}"
     if holder is not None:
-        holder_sad = _prior_score(client, exp_id, ref.name, holder, fingerprint)
-        if holder_sad is None:  # never scored on this data: score it now, same data, same code
+        holder_sad = _prior_score(client, exp_id, ref.name, holder, fingerprint, options)
+        if holder_sad is None:  # never scored on this data: score it now, same data, same code, same options
             log.info("scoring the current %s (version %s) on the same data", alias, holder)
-            holder_sad = score(load_net(f"models:/{ref.name}/{holder}", dev), data, None,
-                               desc=f"evaluate {alias} v{holder}")[0]["SAD"]
+            holder_means, holder_rows, _ = score(load_net(f"models:/{ref.name}/{holder}", dev), data, None,
+                                                 desc=f"evaluate {alias} v{holder}", options=options)
+            if failed_rows(holder_rows):
+                return f"{alias} stays on version {holder}: scoring it again failed on some images"
+            holder_sad = holder_means["SAD"]
         if not sad < holder_sad:
             return (f"{alias} stays on version {holder} (SAD {holder_sad:.4f} <= {sad:.4f} of version "
                     f"{ref.version})")

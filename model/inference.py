@@ -125,6 +125,8 @@ def prepare_input(image: np.ndarray, trimap: np.ndarray, pad: str = "reflect") -
     if pad == "reflect":
         image = np.pad(image, margins + ((0, 0),), mode="reflect")  # a single row/column reflects onto itself
         trimap = np.pad(trimap, margins, mode="reflect")
+    else:  # torch refuses read-only arrays (e.g. np.asarray of a PIL image); the uint8 copy is small
+        image, trimap = np.array(image), np.array(trimap)
     x = torch.zeros((1, 4, _padded_size(height), _padded_size(width)), dtype=torch.float32)
     rows, cols = slice(0, image.shape[0]), slice(0, image.shape[1])
     rgb = torch.from_numpy(image).permute(2, 0, 1)
