@@ -6,6 +6,7 @@ Commands (`python -m data_prep <command> --help`):
   synthetic --out DIR --count N [--size PX]         built-in deterministic procedural data (demos, tests)
   verify DIR                                        sizes/sha256 vs manifest, decode all, sizes, .idx; exit 0 = OK
   stats DIR [--preview PNG]                         samples per kind, sizes, unknown fraction, contact sheet
+  trimap (--alpha | --mask) PATH --out PATH          0/128/255 trimap PNGs for users (data_prep/trimaps.py)
 Writer options (all builders): --seed, --shard-size (default 256MB, 1024-based), --workers (default CPU count),
 --val-count N, --test-composites K, --train-composites K, --skip-bad, --overwrite, --encoding png|raw.
 
@@ -32,5 +33,6 @@ the first mismatch; manifest.json is written last, atomically. Different options
 
 Python API: `cli.main(argv)`, `verify.verify_dataset(dir)`, `stats.compute_stats(dir)`,
 `stats.write_preview(dir, png)`, `reader.iter_samples(tar)`, `synthetic.make_foreground/make_background`,
-`compositing.trimap_from_alpha/composite/fit_background`. Imports neither model/ nor pipeline/.
+`compositing.trimap_from_alpha/composite/fit_background`, `trimaps.trimap_from_alpha/trimap_from_mask` (also used
+by `jobs predict --mask`). Imports neither model/ nor pipeline/.
 """
