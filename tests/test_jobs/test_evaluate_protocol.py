@@ -87,7 +87,7 @@ def test_category_convention() -> None:
 
 
 def test_evaluate_cli_fails_after_scoring_the_rest_and_moves_no_alias(
-        registered: dict, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+        registered: dict, tmp_path: Path, capsys: pytest.CaptureFixture, caplog: pytest.LogCaptureFixture) -> None:
     from mlflow.tracking import MlflowClient
 
     from jobs.evaluate import alias_holder
@@ -115,6 +115,22 @@ def test_evaluate_cli_fails_after_scoring_the_rest_and_moves_no_alias(
     assert run.data.tags["a2u.inference"].startswith("tta=flip,pad=reflect")
     assert {"test/MAD", "test/SAD_all", "test/animals/SAD", "test/plants/MAD"} <= set(run.data.metrics)
 
+    # a second version of the same weights: the holder's score is found with the same options (the tag filter),
+    # or made afresh with other options; equal scores never move the alias
+    from jobs.tracking import ensure_experiment, log_and_register_model
+
+    run_id = client.create_run(ensure_experiment(registered["uri"], "export-test")).info.run_id
+    assert str(log_and_register_model(registered["net"], registered["uri"], run_id, "a2u-matting",
+                                  serialization_format="pickle")["version"]) == "2"
+    for tta in ("flip", "none"):
+        caplog.clear()
+        with caplog.at_level(logging.INFO, logger="jobs.evaluate"):
+            rc = main(["evaluate", "--model", "models:/a2u-matting/2", "--data", str(root), "--out",
+                       str(tmp_path / f"e3{tta}"), "--set-alias", "best", "--tta", tta])
+        captured = capsys.readouterr()
+        assert rc == 0 and "best stays on version 1" in captured.out, captured.err
+        assert ("scoring the current best" in caplog.text) == (tta == "none")
+
 
 def test_predict_with_a_mask_runs_end_to_end_on_a_real_image(registered: dict, tmp_path: Path,
                                                               caplog: pytest.LogCaptureFixture,
@@ -140,3 +156,10 @@ def test_predict_with_a_mask_runs_end_to_end_on_a_real_image(registered: dict, t
                "--out", str(tmp_path / "other.png")])
     err = capsys.readouterr().err
     assert rc == 2 and "squirrel.png" in err and "not a binary mask" in err
+
+
+def test_score_on_test_shards_has_no_categories(synthetic_dataset: Path, tmp_path: Path) -> None:
+    means, rows, fingerprint = score(TrimapNet(), str(synthetic_dataset), tmp_path / "per_image.csv")
+    assert rows and not any(r["error"] for r in rows) and fingerprint.startswith("shards:")
+    assert {r["category"] for r in rows} == {"uncategorised"} and not (tmp_path / "per_category.csv").exists()
+    assert means["SAD_unknown"] == pytest.approx(means["SAD"]) and means["SAD_fg"] == 0.0 == means["SAD_bg"]
