@@ -25,6 +25,13 @@ def _cuda_available() -> bool:
         return False
 
 
+# Without a GPU the fused Triton kernels run in Triton's CPU interpreter. The mode is fixed when triton is first
+# imported (its language library is built as interpreted or compiled functions then), and torch.compile imports triton
+# too, so it is set here, before any test module can import either.
+if not _cuda_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Skip every test marked `gpu` when no CUDA device is present."""
     if _cuda_available():
