@@ -1,4 +1,4 @@
-"""ASPP context module of the A2U matting net (A2U_SPEC.md §3.4), key names as the official ``dconv_pp``."""
+"""ASPP context module of the A2U matting net (docs/model.md §3.4), key names as the official ``dconv_pp``."""
 from __future__ import annotations
 
 from collections import OrderedDict

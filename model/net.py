@@ -1,4 +1,4 @@
-"""The A2U matting network (A2U_SPEC.md §3): de-strided ResNet-34 encoder with A2U downsampling, ASPP, and a
+"""The A2U matting network (docs/model.md §3): de-strided ResNet-34 encoder with A2U downsampling, ASPP, and a
 residual decoder that upsamples with the A2U kernels of the mirrored encoder stage.
 
 Default options = the released configuration (``adobe.yaml``): 8,089,235 trainable parameters (share=False:
