@@ -1,4 +1,5 @@
-"""Command line: `python -m data_prep {folders,composition1k,synthetic,trimap,verify,stats} ...` (`--help` on each)."""
+"""Command line: `python -m data_prep {folders,composition1k,<dataset layout>,synthetic,trimap,verify,stats} ...`
+(`--help` on each; the dataset layouts are listed in data_prep/layouts.py)."""
 from __future__ import annotations
 
 import argparse
@@ -114,6 +115,31 @@ def _add_trimap_parser(sub) -> None:
     p.set_defaults(func=cmd_trimap)
 
 
+def _add_layout_parsers(sub) -> None:
+    """One subcommand per public dataset layout (data_prep/layouts.py), all with --root and the shared options."""
+    from .layouts import LAYOUTS
+
+    for lay in LAYOUTS.values():
+        fg_how = ("foregrounds are estimated from each photo and its alpha (multi-level method, pymatting) and\n"
+                  "recorded as estimated; --test-count N holds N photos out as real test images"
+                  + (" with their trimaps" if lay.name == "aim500" else "")) if lay.images else \
+            "foregrounds are composited on --bg backgrounds for val/test/train composites"
+        p = sub.add_parser(lay.name, help=f"{lay.title} -> shards", formatter_class=argparse.RawDescriptionHelpFormatter,
+                           description=f"{lay.title}. Expected tree under --root ([...] optional):\n\n  {lay.tree}\n\n"
+                                       f"Fg shards hold the training pairs; {fg_how}.\nReleased test splits "
+                                       "become test-* shards (with their trimaps where released).")
+        p.add_argument("--root", type=Path, required=True, help=f"{lay.title} root folder")
+        p.add_argument("--bg", type=Path, required=not lay.own_backgrounds, default=None,
+                       help="background images, e.g. COCO train2014" +
+                            (f" (default: --root/{lay.own_backgrounds})" if lay.own_backgrounds else ""))
+        p.add_argument("--test-count", type=_non_negative, default=0,
+                       help="training pairs held out for test-* shards (default 0)")
+        p.add_argument("--min-size", type=_positive, default=32, help="smallest accepted image side in px (default 32)")
+        p.add_argument("--val-composites", type=_positive, default=2, help="backgrounds per val foreground (default 2)")
+        _add_writer_options(p, val_default=0, test_default=lay.test_composites)
+        p.set_defaults(func=cmd_layout, layout=lay.name)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m data_prep",
                                      description="Raw matting data -> verified WebDataset shards (+ DALI .idx).")
@@ -158,6 +184,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--val-composites", type=_positive, default=2, help="backgrounds per val foreground (default 2)")
     _add_writer_options(p, val_default=0, test_default=0)
     p.set_defaults(func=cmd_composition1k)
+
+    _add_layout_parsers(sub)
 
     p = sub.add_parser("verify", help="check every shard against manifest.json and the data contract",
                        description="Sizes and sha256 vs manifest.json, decode every member, fg/alpha sizes, "
@@ -208,7 +236,8 @@ def _resolve_bad(bad: list[BadInputError], skip_bad: bool) -> list[dict]:
     return [{"path": b.path, "problem": b.problem, "kind": "input"} for b in bad]
 
 
-def _file_build(args: argparse.Namespace, command: str, inputs, test_count: int, extra_opts: dict) -> int:
+def _file_build(args: argparse.Namespace, command: str, inputs, test_count: int, extra_opts: dict,
+                extra_manifest: dict | None = None) -> int:
     from . import encoders  # noqa: F401 - registers the sample encoders
     from .plans import folder_plan
 
@@ -221,7 +250,8 @@ def _file_build(args: argparse.Namespace, command: str, inputs, test_count: int,
                "val_composites": args.val_composites, "train_composites": args.train_composites,
                "shard_size": args.shard_size, "encoding": args.encoding}
     result = build(args.out, options, plan, workers=args.workers, shard_bytes=args.shard_size, encoding=args.encoding,
-                   skip_bad=args.skip_bad, overwrite=args.overwrite, planning_skipped=skipped)
+                   skip_bad=args.skip_bad, overwrite=args.overwrite, planning_skipped=skipped,
+                   extra_manifest=extra_manifest)
     return _report(result, args.out)
 
 
@@ -241,6 +271,19 @@ def cmd_composition1k(args: argparse.Namespace) -> int:
         log.warning("--test-composites is ignored: Test_set/merged provides the Composition-1k test composites")
     return _file_build(args, "composition1k", inputs, 0,
                        {"root": str(args.root.resolve()), "bg": str(args.bg.resolve())})
+
+
+def cmd_layout(args: argparse.Namespace) -> int:
+    """Any public dataset layout: read it (layouts.py), then plan and build like `folders`."""
+    from .foreground import method_record
+    from .layouts import LAYOUTS
+
+    lay = LAYOUTS[args.layout]
+    inputs = lay.read(args.root, args.bg, [])
+    extra = {"foreground_estimation": method_record()} if inputs.images else None
+    opts = {"root": str(args.root.resolve()), "bg": str(args.bg.resolve()) if args.bg else None,
+            **({"fg_estimated": method_record()["method"]} if inputs.images else {})}
+    return _file_build(args, lay.name, inputs, args.test_count, opts, extra)
 
 
 def cmd_trimap(args: argparse.Namespace) -> int:

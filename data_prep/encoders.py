@@ -2,6 +2,7 @@
 
 Member layout follows the data contract: fg -> fg.png|fg.jpg, alpha.png, meta.json; bg -> bg.jpg;
 test/val -> image.png, trimap.png, alpha.png, meta.json; train -> image.png, alpha.png, trimap.png, fg.png, bg.jpg.
+A foreground estimated from a photo (image+alpha datasets) is an fg.png whose meta.json has "fg_estimated".
 """
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import numpy as np
 
 from .build import encoder
 from .compositing import composite, fit_background, trimap_from_alpha
+from .foreground import METHOD, estimate_foreground
 from .images import BadInputError, encode_jpg, encode_png, load_alpha, load_rgb, passthrough_format
 from .synthetic import make_background, make_foreground
 
@@ -22,17 +24,18 @@ def _meta(**kw) -> bytes:
 
 
 def _composite_sample(key: str, fg: np.ndarray, alpha: np.ndarray, bg: np.ndarray, fg_name: str, bg_name: str,
-                      train: bool) -> dict:
+                      train: bool, trimap: np.ndarray | None = None, estimated: bool = False) -> dict:
     h, w = alpha.shape
     bg_fit = fit_background(bg, h, w)
     image = composite(fg, alpha, bg_fit)
     sample = {"__key__": key, "image.png": encode_png(image), "alpha.png": encode_png(alpha),
-              "trimap.png": encode_png(trimap_from_alpha(alpha))}
+              "trimap.png": encode_png(trimap_from_alpha(alpha) if trimap is None else trimap)}
     if train:
         sample["fg.png"] = encode_png(fg)
         sample["bg.jpg"] = encode_jpg(bg_fit)
     else:
-        sample["meta.json"] = _meta(fg=fg_name, bg=bg_name, width=w, height=h)
+        extra = {"fg_estimated": METHOD} if estimated else {}
+        sample["meta.json"] = _meta(fg=fg_name, bg=bg_name, width=w, height=h, **extra)
     return sample
 
 
@@ -104,12 +107,51 @@ def file_bg(key: str, path: str, min_size: int) -> dict:
     return {"__key__": key, "bg.jpg": data}
 
 
+def _load_trimap(trimap_path: str, alpha: np.ndarray, min_size: int) -> np.ndarray:
+    """A released trimap, checked against its alpha's size and snapped to exactly 0/128/255."""
+    tri = load_alpha(Path(trimap_path), min_size)
+    if tri.shape != alpha.shape:
+        raise BadInputError(trimap_path, f"trimap is {tri.shape[1]}x{tri.shape[0]}, alpha is "
+                                         f"{alpha.shape[1]}x{alpha.shape[0]}")
+    trimap = np.full_like(tri, 128)
+    trimap[tri < 64] = 0
+    trimap[tri > 191] = 255
+    return trimap
+
+
 @encoder("file_composite")
 def file_composite(key: str, fg_path: str, alpha_path: str, bg_path: str, min_size: int, fg_name: str,
-                   bg_name: str, train: bool) -> dict:
+                   bg_name: str, train: bool, trimap_path: str | None = None) -> dict:
     fg, alpha = _load_pair(fg_path, alpha_path, min_size)
     bg = load_rgb(Path(bg_path), min_size)
-    return _composite_sample(key, fg, alpha, bg, fg_name, bg_name, train)
+    trimap = _load_trimap(trimap_path, alpha, min_size) if trimap_path else None
+    return _composite_sample(key, fg, alpha, bg, fg_name, bg_name, train, trimap)
+
+
+# ----------------------------------------------------------------------------- image + alpha (estimated fg)
+@functools.lru_cache(maxsize=4)
+def _estimated_pair(image_path: str, alpha_path: str, min_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """(estimated foreground, alpha) of a photo; cached because one photo feeds several composites in a row."""
+    image, alpha = _load_pair(image_path, alpha_path, min_size)
+    return estimate_foreground(image, alpha), alpha
+
+
+@encoder("image_fg")
+def image_fg(key: str, image_path: str, alpha_path: str, min_size: int, source: str) -> dict:
+    """Foreground estimated from the photo and its alpha; meta.json says it is estimated and how."""
+    fg, alpha = _estimated_pair(image_path, alpha_path, min_size)
+    h, w = alpha.shape
+    return {"__key__": key, "fg.png": encode_png(fg), "alpha.png": encode_png(alpha),
+            "meta.json": _meta(source=source, width=w, height=h, fg_estimated=METHOD)}
+
+
+@encoder("image_composite")
+def image_composite(key: str, image_path: str, alpha_path: str, bg_path: str, min_size: int, fg_name: str,
+                    bg_name: str, train: bool, trimap_path: str | None = None) -> dict:
+    fg, alpha = _estimated_pair(image_path, alpha_path, min_size)
+    bg = load_rgb(Path(bg_path), min_size)
+    trimap = _load_trimap(trimap_path, alpha, min_size) if trimap_path else None
+    return _composite_sample(key, fg, alpha, bg, fg_name, bg_name, train, trimap, estimated=True)
 
 
 @encoder("c1k_test")
@@ -122,16 +164,7 @@ def c1k_test(key: str, merged_path: str, alpha_path: str, trimap_path: str | Non
     if image.shape[:2] != alpha.shape[:2]:
         raise BadInputError(merged_path, f"composite is {image.shape[1]}x{image.shape[0]} but alpha {alpha_path} "
                                          f"is {alpha.shape[1]}x{alpha.shape[0]}")
-    if trimap_path:
-        tri = load_alpha(Path(trimap_path), min_size)
-        if tri.shape != alpha.shape:
-            raise BadInputError(trimap_path, f"trimap is {tri.shape[1]}x{tri.shape[0]}, alpha is "
-                                             f"{alpha.shape[1]}x{alpha.shape[0]}")
-        trimap = np.full_like(tri, 128)
-        trimap[tri < 64] = 0
-        trimap[tri > 191] = 255
-    else:
-        trimap = trimap_from_alpha(alpha)
+    trimap = _load_trimap(trimap_path, alpha, min_size) if trimap_path else trimap_from_alpha(alpha)
     h, w = alpha.shape
     return {"__key__": key, "image.png": encode_png(image), "trimap.png": encode_png(trimap),
             "alpha.png": encode_png(alpha), "meta.json": _meta(fg=fg_name, bg=bg_name, width=w, height=h)}

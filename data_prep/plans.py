@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .build import Task, file_fingerprint, task_digest
+from .foreground import METHOD
 from .images import BadInputError
 from .sources import InputError, list_backgrounds, list_images, match_pairs, require_dir, unique_keys, unique_stems
 
@@ -75,6 +76,12 @@ class FolderInputs:
     backgrounds: list[Path]
     test_merged: list[tuple[str, Path, Path, Path | None]] = field(default_factory=list)  # c1k test composites
     bad: list[BadInputError] = field(default_factory=list)
+    #: the pairs hold the photo, not a foreground: the foreground is estimated at shard time (data_prep/foreground.py)
+    images: bool = False
+    #: a layout's own test foregrounds (name, fg, alpha, trimap or None), composited on held-out backgrounds
+    test_pairs: list[tuple[str, Path, Path, Path | None]] = field(default_factory=list)
+    #: released trimaps by pair name, used when --test-count holds pairs out as real test images
+    trimaps: dict[str, Path] = field(default_factory=dict)
 
 
 def _fp(path: Path) -> list:
@@ -104,41 +111,56 @@ def folder_plan(inputs: FolderInputs, *, seed: int, min_size: int, val_count: in
     """fg/bg shards from matched files; val/test/train composites DIM-style on seeded backgrounds.
 
     With --test-composites K but --test-count 0 the test composites use the training foregrounds themselves
-    (logged as a warning: such a test set measures fit, not generalisation).
+    (logged as a warning: such a test set measures fit, not generalisation). For image+alpha data
+    (`inputs.images`) every foreground is estimated from the photo, and --test-count holds photos out as real
+    test images (with their released trimap where the layout has one) instead of composites.
     """
     train, val, test = split_foregrounds(inputs.pairs, seed, val_count, test_count)
     bgs = inputs.backgrounds
+    est = [METHOD] if inputs.images else []  # part of every digest: estimated shards never resume as real ones
+    fg_fn, comp_fn = ("image_fg", "image_composite") if inputs.images else ("file_fg", "file_composite")
     fg_keys = dict(zip([p[0] for p in inputs.pairs], unique_keys([p[0] for p in inputs.pairs])))
     bg_keys = unique_keys([b.stem for b in bgs], "bg_")
     plan: dict[str, list[Task]] = {k: [] for k in ("fg", "bg", "val", "test", "train")}
     for name, fg, alpha in train:
-        plan["fg"].append(Task("fg", "file_fg", (fg_keys[name], str(fg), str(alpha), min_size, fg.name),
-                               task_digest("fg", _fp(fg), _fp(alpha), min_size)))
+        plan["fg"].append(Task("fg", fg_fn, (fg_keys[name], str(fg), str(alpha), min_size, fg.name),
+                               task_digest("fg", _fp(fg), _fp(alpha), min_size, *est)))
     for key, bg in zip(bg_keys, bgs):
         plan["bg"].append(Task("bg", "file_bg", (key, str(bg), min_size), task_digest("bg", _fp(bg), min_size)))
-    if test_composites and not test and not inputs.test_merged:
+    real_test = [(name, fg, alpha, inputs.trimaps.get(name)) for name, fg, alpha in test] if inputs.images else []
+    comp_test = [] if inputs.images else [(n, f, a, None) for n, f, a in test]
+    if test_composites and not comp_test and not inputs.test_merged and not inputs.test_pairs and not real_test:
         log.warning("--test-composites without --test-count: test composites reuse the training foregrounds")
-        test = train
-    for kind, fgs, k in (("val", val, val_composites), ("test", test, test_composites),
-                         ("train", train, train_composites)):
+        comp_test = [(n, f, a, None) for n, f, a in train]
+    test_keys = dict(zip([t[0] for t in inputs.test_pairs], unique_keys([t[0] for t in inputs.test_pairs])))
+    fg_keys.update({k: v for k, v in test_keys.items() if k not in fg_keys})
+    comp_test += inputs.test_pairs
+    if inputs.test_pairs and not test_composites:
+        raise InputError(f"{len(inputs.test_pairs)} test foregrounds need --test-composites >= 1")
+    for kind, fgs, k in (("val", [(n, f, a, None) for n, f, a in val], val_composites),
+                         ("test", comp_test, test_composites),
+                         ("train", [(n, f, a, None) for n, f, a in train], train_composites)):
         if not fgs or not k:
             continue
         if not bgs:
             raise InputError(f"{kind} composites need backgrounds, but none are usable")
         rng = random.Random(f"{seed}:{kind}-bg")
-        for name, fg, alpha in fgs:
+        for name, fg, alpha, trimap in fgs:
+            tri = str(trimap) if trimap else None
             for j, b in enumerate(_pick_backgrounds(rng, len(bgs), k)):
                 bg = bgs[b]
-                plan[kind].append(Task(kind, "file_composite",
+                plan[kind].append(Task(kind, comp_fn,
                                        (f"{fg_keys[name]}_{j}", str(fg), str(alpha), str(bg), min_size, fg.name,
-                                        bg.name, kind == "train"),
-                                       task_digest(kind, _fp(fg), _fp(alpha), _fp(bg), min_size)))
-    test_keys = unique_keys([t[0] for t in inputs.test_merged])
-    for key, (name, merged, alpha, trimap) in zip(test_keys, inputs.test_merged):
+                                        bg.name, kind == "train", tri),
+                                       task_digest(kind, _fp(fg), _fp(alpha), _fp(bg), min_size, *est,
+                                                   *([_fp(trimap)] if trimap else []))))
+    merged = inputs.test_merged + real_test
+    merged_keys = unique_keys([t[0] for t in merged])
+    for key, (name, image, alpha, trimap) in zip(merged_keys, merged):
         fg_name = alpha.name
-        plan["test"].append(Task("test", "c1k_test", (key, str(merged), str(alpha), str(trimap) if trimap else None,
-                                                      min_size, fg_name, merged.name),
-                                 task_digest("c1k", _fp(merged), _fp(alpha), _fp(trimap) if trimap else None,
+        plan["test"].append(Task("test", "c1k_test", (key, str(image), str(alpha), str(trimap) if trimap else None,
+                                                      min_size, fg_name, image.name),
+                                 task_digest("c1k", _fp(image), _fp(alpha), _fp(trimap) if trimap else None,
                                              min_size)))
     return {k: shuffled(v, seed, k) for k, v in plan.items() if v}
 

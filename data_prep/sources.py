@@ -54,14 +54,16 @@ def unique_stems(by_stem: dict[str, list[Path]], what: str, bad: list[BadInputEr
     return out
 
 
-def match_pairs(fg_dir: Path, alpha_dir: Path, bad: list[BadInputError]) -> list[tuple[str, Path, Path]]:
-    """(stem, fg, alpha) for stems present exactly once in both directories, sorted by stem."""
-    fgs = unique_stems(list_images(fg_dir, "foreground", bad), "foreground", bad)
+def match_pairs(fg_dir: Path, alpha_dir: Path, bad: list[BadInputError],
+                fg_what: str = "foreground") -> list[tuple[str, Path, Path]]:
+    """(stem, fg, alpha) for stems present exactly once in both directories, sorted by stem. `fg_what` names the
+    first directory's files in errors ("image" for datasets that ship the photo instead of a foreground)."""
+    fgs = unique_stems(list_images(fg_dir, fg_what, bad), fg_what, bad)
     alphas = unique_stems(list_images(alpha_dir, "alpha", bad), "alpha", bad)
     for stem in sorted(set(fgs) - set(alphas)):
-        bad.append(BadInputError(fgs[stem], f"foreground has no alpha named {stem}.* in {alpha_dir}"))
+        bad.append(BadInputError(fgs[stem], f"{fg_what} has no alpha named {stem}.* in {alpha_dir}"))
     for stem in sorted(set(alphas) - set(fgs)):
-        bad.append(BadInputError(alphas[stem], f"alpha has no foreground named {stem}.* in {fg_dir}"))
+        bad.append(BadInputError(alphas[stem], f"alpha has no {fg_what} named {stem}.* in {fg_dir}"))
     return [(s, fgs[s], alphas[s]) for s in sorted(set(fgs) & set(alphas))]
 
 
