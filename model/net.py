@@ -139,7 +139,14 @@ class A2UMatting(nn.Module):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        """§3.6: Xavier-normal with the leaky-ReLU gain for every conv (biases 0), BN γ = 1, β = 0."""
+        """§3.6: Xavier-normal with the leaky-ReLU gain for every conv (biases 0), BN γ = 1, β = 0 — except the last
+        1→1 convolution of the head, which starts as the identity (a centred delta).
+
+        Why: the head is conv → BN(1 channel) → LeakyReLU → 1→1 conv. A random last filter whose taps sum to a
+        negative value starts the net anti-correlated with its own features; the optimiser then drives the head's
+        activations negative (LeakyReLU passes 1 % of them) and the prediction sticks near 0, a dead start seen in one
+        seed of three on the CPU demo. The delta keeps the sign right from the first step; all other draws are as
+        before (the Xavier draw of that filter still happens, so later parameters get the same random numbers)."""
         gain = nn.init.calculate_gain("leaky_relu", LEAKY_SLOPE)
         for module in self.modules():
             if isinstance(module, nn.Conv2d):
@@ -149,6 +156,10 @@ class A2UMatting(nn.Module):
             elif isinstance(module, nn.modules.batchnorm._BatchNorm):
                 nn.init.ones_(module.weight)
                 nn.init.zeros_(module.bias)
+        last = self.pred[1].weight
+        with torch.no_grad():
+            last.zero_()
+            last[0, 0, last.shape[2] // 2, last.shape[3] // 2] = 1.0
 
     # -- helpers ---------------------------------------------------------------------------------------------------
 

@@ -66,6 +66,14 @@ def test_initialisation_is_xavier_with_leaky_gain(net):
     assert (fresh.layer0[1].weight == 1).all() and (fresh.layer0[1].bias == 0).all()
 
 
+def test_the_last_head_filter_starts_as_the_identity() -> None:
+    """The prediction starts positively correlated with the head's activation for every seed (no dead starts)."""
+    for seed in range(5):
+        torch.manual_seed(seed)
+        last = A2UMatting().pred[1].weight
+        assert last.sum().item() == 1.0 and last[0, 0, 1, 1].item() == 1.0
+
+
 def test_sync_batchnorm_conversion_keeps_weights_and_outputs():
     torch.manual_seed(1)
     plain = A2UMatting().eval()
