@@ -73,6 +73,7 @@ def run_demo(workdir: str = "runs/demo", fresh: bool = False) -> int:
     from jobs import ray_env
     from jobs.config import load_config
     from jobs.evaluate import run_evaluate, trimap_only_score
+    from jobs.tracking import resolve_tracking_uri
     from jobs.trainer import run_training
     from jobs.verdict import judge
 
@@ -83,9 +84,11 @@ def run_demo(workdir: str = "runs/demo", fresh: bool = False) -> int:
         shutil.rmtree(work)
     work.mkdir(parents=True, exist_ok=True)
     data = work / "data"
-    os.environ.setdefault("MLFLOW_TRACKING_URI", f"sqlite:///{work / 'mlflow.db'}")
+    # the embedded default store every command uses (runs/mlflow.db), so the pull commands printed below just work
+    user_uri = os.environ.get("MLFLOW_TRACKING_URI")
+    tracking_uri = resolve_tracking_uri()
+    os.environ["MLFLOW_TRACKING_URI"] = tracking_uri
     ray_env.set_local_defaults()
-    tracking_uri = os.environ["MLFLOW_TRACKING_URI"]
 
     _banner(f"1/4 synthetic shards -> {data}")
     t = time.time()
@@ -140,9 +143,12 @@ def run_demo(workdir: str = "runs/demo", fresh: bool = False) -> int:
         print("  " + line)
     print(f"{ev['alias']}; training {trained.step} steps, median {trained.images_per_second or 0:.2f} images/s")
     print("timings: " + ", ".join(f"{k} {v:.0f} s" for k, v in timings.items()))
-    db = tracking_uri[len("sqlite:///"):] if tracking_uri.startswith("sqlite:///") else None
-    if db:
+    if tracking_uri.startswith("sqlite:///"):
         print(f"MLflow UI:    .venv/bin/mlflow ui --backend-store-uri {tracking_uri} --host 127.0.0.1 --port 5000")
+    uri_flag = f" --tracking-uri {tracking_uri}" if user_uri else ""  # else the default store, found from here
+    print(f"pull it:      .venv/bin/python -m jobs predict{uri_flag} --model {champion} --image PHOTO.png "
+          "--trimap TRIMAP.png --out MATTE.png")
+    print(f"              .venv/bin/python -m jobs evaluate{uri_flag} --model {champion} --data datasets/real-dev")
     print(f"predictions:  {work / 'predictions'}  (inputs in {work / 'inputs'})")
     print(f"per-image:    {ev['csv']}, {real['csv']}")
     print(f"checkpoints:  {trained.run_dir}")
