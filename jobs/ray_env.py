@@ -25,11 +25,25 @@ def set_local_defaults() -> None:
         os.environ.setdefault(key, value)
 
 
-# Ray Train loggers whose INFO lines drown the project's own progress lines: every `ray.train.report` of every rank
+# Ray Train modules whose INFO lines drown the project's own progress lines: every `ray.train.report` of every rank
 # logs the whole TrainingReport repr. They stay at WARNING unless debug logging is asked for (`python -m jobs -v`).
-CHATTY_RAY_LOGGERS = ("ray.train.v2._internal.execution.context",
+CHATTY_RAY_MODULES = ("ray.train.v2._internal.execution.context",
                       "ray.train.v2._internal.execution.checkpoint.checkpoint_manager")
 LOG_LEVEL_ENV = "A2U_LOG_LEVEL"  # the driver's level, handed to the Ray Train workers
+
+
+def chatty_ray_loggers() -> list[logging.Logger]:
+    """The loggers of CHATTY_RAY_MODULES, under both names Ray uses for them (some modules name their logger after
+    `__file__`, others after `__name__`)."""
+    import importlib.util
+
+    loggers = []
+    for module in CHATTY_RAY_MODULES:
+        loggers.append(logging.getLogger(module))
+        spec = importlib.util.find_spec(module)
+        if spec is not None and spec.origin:
+            loggers.append(logging.getLogger(spec.origin))
+    return loggers
 
 
 def quiet_ray_logs() -> None:
@@ -38,8 +52,8 @@ def quiet_ray_logs() -> None:
     Train's per-report INFO lines at debug verbosity only."""
     logging.getLogger("ray.train.v2._internal.execution.controller.placement_group_cleaner").setLevel(logging.ERROR)
     if os.environ.get(LOG_LEVEL_ENV, "INFO").upper() != "DEBUG":
-        for name in CHATTY_RAY_LOGGERS:
-            logging.getLogger(name).setLevel(logging.WARNING)
+        for logger in chatty_ray_loggers():
+            logger.setLevel(logging.WARNING)
 
 
 def connect(num_cpus: int | None = None) -> bool:
