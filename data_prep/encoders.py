@@ -123,9 +123,15 @@ def _load_trimap(trimap_path: str, alpha: np.ndarray, min_size: int) -> np.ndarr
 def file_composite(key: str, fg_path: str, alpha_path: str, bg_path: str, min_size: int, fg_name: str,
                    bg_name: str, train: bool, trimap_path: str | None = None) -> dict:
     fg, alpha = _load_pair(fg_path, alpha_path, min_size)
+    return _on_background(key, fg, alpha, bg_path, min_size, fg_name, bg_name, train, trimap_path, False)
+
+
+def _on_background(key: str, fg: np.ndarray, alpha: np.ndarray, bg_path: str, min_size: int, fg_name: str,
+                   bg_name: str, train: bool, trimap_path: str | None, estimated: bool) -> dict:
+    """The composite sample of a foreground over the background file (with its released trimap, if any)."""
     bg = load_rgb(Path(bg_path), min_size)
     trimap = _load_trimap(trimap_path, alpha, min_size) if trimap_path else None
-    return _composite_sample(key, fg, alpha, bg, fg_name, bg_name, train, trimap)
+    return _composite_sample(key, fg, alpha, bg, fg_name, bg_name, train, trimap, estimated=estimated)
 
 
 # ----------------------------------------------------------------------------- image + alpha (estimated fg)
@@ -149,9 +155,7 @@ def image_fg(key: str, image_path: str, alpha_path: str, min_size: int, source: 
 def image_composite(key: str, image_path: str, alpha_path: str, bg_path: str, min_size: int, fg_name: str,
                     bg_name: str, train: bool, trimap_path: str | None = None) -> dict:
     fg, alpha = _estimated_pair(image_path, alpha_path, min_size)
-    bg = load_rgb(Path(bg_path), min_size)
-    trimap = _load_trimap(trimap_path, alpha, min_size) if trimap_path else None
-    return _composite_sample(key, fg, alpha, bg, fg_name, bg_name, train, trimap, estimated=True)
+    return _on_background(key, fg, alpha, bg_path, min_size, fg_name, bg_name, train, trimap_path, True)
 
 
 @encoder("c1k_test")
