@@ -91,7 +91,7 @@ def run_training(cfg: TrainConfig) -> TrainOutcome:
         tracking.log_params_once(tracking_uri, run_id, flatten(cfg.to_dict()))
         from mlflow.tracking import MlflowClient
 
-        client = MlflowClient(tracking_uri)
+        client = MlflowClient(tracking_uri, tracking_uri)  # not the process-wide registry URI
         client.log_text(run_id, to_yaml(cfg), f"config/resolved{'_resume_' + time.strftime('%H%M%S') if resumed else ''}.yaml")
         log.info("MLflow run %s (%s) at %s%s", run_id, name, tracking_uri, " — resuming" if resumed else "")
 
