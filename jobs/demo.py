@@ -119,7 +119,7 @@ def run_demo(workdir: str = "runs/demo", fresh: bool = False) -> int:
     images, trimaps = extract_test_inputs(data, work / "inputs", PREDICT_IMAGES)
     champion = f"models:/{cfg.tracking.registered_model_name}@champion"
     _run([sys.executable, "-m", "jobs", "predict", "--model", champion, "--image", str(images),
-          "--trimap", str(trimaps), "--out", str(work / "predictions")], env={**os.environ})
+          "--trimap", str(trimaps), "--out", str(work / "predictions"), "--overwrite"], env={**os.environ})
     timings["predict"] = time.time() - t
     timings["total"] = time.time() - t0
 
