@@ -10,7 +10,7 @@ from pathlib import Path
 
 import torch
 
-from jobs.errors import JobError
+from jobs.errors import JobError, first_line
 
 log = logging.getLogger(__name__)
 
@@ -58,17 +58,13 @@ def resolve_registered(uri: str) -> RegisteredRef | None:
             return RegisteredRef(name, str(client.get_model_version_by_alias(name, alias).version))
         return RegisteredRef(name, str(client.get_model_version(name, version).version))
     except MlflowException as exc:
-        raise JobError(f"model {uri} not found in the registry at {_tracking()}: {_first_line(exc)}") from exc
+        raise JobError(f"model {uri} not found in the registry at {_tracking()}: {first_line(exc)}") from exc
 
 
 def _tracking() -> str:
     import mlflow
 
     return mlflow.get_tracking_uri()
-
-
-def _first_line(exc: BaseException) -> str:
-    return str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
 
 
 def load_net(uri: str, device: str | torch.device = "cpu") -> torch.nn.Module:
@@ -88,7 +84,7 @@ def load_net(uri: str, device: str | torch.device = "cpu") -> torch.nn.Module:
     try:
         net = mlflow.pytorch.load_model(uri, map_location=device)
     except MlflowException as exc:
-        raise JobError(f"cannot load model {uri} from {_tracking()}: {_first_line(exc)}") from exc
+        raise JobError(f"cannot load model {uri} from {_tracking()}: {first_line(exc)}") from exc
     except OSError as exc:
         raise JobError(f"cannot load model {uri}: {exc}") from exc
     if isinstance(net, torch.fx.GraphModule) or type(net).__name__ == "GraphModule":

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from jobs.errors import JobError
+from jobs.errors import JobError, first_line
 
 log = logging.getLogger(__name__)
 
@@ -193,8 +193,7 @@ class StepLogger:
     def _warn(self, exc: BaseException) -> None:
         if not self._outage:
             log.warning("MLflow tracking at %s is unreachable (%s): training goes on, metrics are buffered and "
-                        "retried at each checkpoint", self.uri, str(exc).strip().splitlines()[0][:200] if str(exc)
-                        else type(exc).__name__)
+                        "retried at each checkpoint", self.uri, first_line(exc, 200))
         self._outage = True
 
     def _recovered(self) -> None:

@@ -11,7 +11,7 @@ from typing import Any
 
 from formats.manifest import REMEDY, ManifestError, read_manifest
 from jobs.config import TrainConfig, flatten, to_yaml
-from jobs.errors import JobError, NonFiniteLossError, TrainingInterrupted
+from jobs.errors import JobError, NonFiniteLossError, TrainingInterrupted, first_line
 
 log = logging.getLogger(__name__)
 
@@ -136,7 +136,7 @@ def run_training(cfg: TrainConfig) -> TrainOutcome:
                                                    cfg.tracking.serialization_format)
         except tracking.tracking_errors() as exc:
             raise JobError(f"training of {name} finished (checkpoint {ckpt_path}) but the model could not be logged "
-                           f"to MLflow at {tracking_uri}: {str(exc).strip().splitlines()[0][:300]}\nrerun the same "
+                           f"to MLflow at {tracking_uri}: {first_line(exc)}\nrerun the same "
                            f"command with run.name={name} run.storage_path={storage} once tracking answers: it "
                            "resumes at the end and registers the model") from exc
         model_uri, version = info["model_uri"], info["version"]
@@ -159,7 +159,7 @@ def _mark_run(client, run_id: str, status: str) -> None:
         client.set_terminated(run_id, status=status)
     except tracking_errors() as exc:
         log.warning("could not mark MLflow run %s %s (tracking unreachable: %s)", run_id, status,
-                    str(exc).strip().splitlines()[0][:200] if str(exc) else type(exc).__name__)
+                    first_line(exc, 200))
 
 
 def _nonfinite_tag(client, run_id: str, result) -> str | None:
