@@ -105,9 +105,9 @@ def _read_folder_sample(stem: str, merged: Path, alpha_path: Path, trimap_path: 
     return EvalSample(stem, image, trimap, alpha)
 
 
-def iter_folder(root: Path) -> Iterator[EvalSample | EvalFailure]:
-    """Each composite of a Test_set folder, or an EvalFailure naming why it cannot be read."""
-    for stem, merged, alpha_path, trimap_path in _folder_files(root):
+def iter_folder(files: list[tuple[str, Path, Path, Path | None]]) -> Iterator[EvalSample | EvalFailure]:
+    """Each composite of a Test_set folder (`_folder_files`), or an EvalFailure naming why it cannot be read."""
+    for stem, merged, alpha_path, trimap_path in files:
         try:
             yield _read_folder_sample(stem, merged, alpha_path, trimap_path)  # type: ignore[arg-type]
         except JobError as exc:
@@ -156,9 +156,10 @@ def open_dataset(data: str) -> tuple[Iterator[EvalSample | EvalFailure], int | N
     from data_prep.plans import is_composition1k_test_set
 
     if is_composition1k_test_set(root):
-        merged = [m for _, m, _, _ in _folder_files(root)]
+        files = _folder_files(root)
+        merged = [m for _, m, _, _ in files]
         digest = hashlib.sha256("|".join(f"{p.name}:{p.stat().st_size}" for p in merged).encode()).hexdigest()
-        return iter_folder(root), len(merged), f"folder:{digest[:16]}"
+        return iter_folder(files), len(merged), f"folder:{digest[:16]}"
     raise JobError(f"{data} is neither a shard directory (manifest.json) nor a Test_set folder (merged/ alpha/ trimaps/)")
 
 
@@ -203,12 +204,15 @@ def _write_csv(path: Path, fields: tuple[str, ...] | list[str], rows: list[dict]
 
 
 def score(net, data: str, csv_path: Path | None = None, desc: str = "evaluate",
-          options: InferenceOptions | None = None) -> tuple[dict[str, float], list[dict], str]:
+          options: InferenceOptions | None = None,
+          dataset: tuple[Iterator[EvalSample | EvalFailure], int | None, str] | None = None,
+          ) -> tuple[dict[str, float], list[dict], str]:
     """Per-image metrics (and the CSV, plus per_category.csv beside it when the keys have categories) for `net` on
     `data`; returns (means over the scored images, rows including error rows, fingerprint). An image that fails is
-    an error row, never a reason to stop scoring the others."""
+    an error row, never a reason to stop scoring the others. `dataset`: `open_dataset(data)` when the caller has
+    opened (and so verified) it already."""
     options = options or InferenceOptions()
-    samples, total, fingerprint = open_dataset(data)
+    samples, total, fingerprint = dataset or open_dataset(data)
     rows: list[dict] = []
     for s in tqdm(samples, total=total, desc=desc, unit="img"):
         if isinstance(s, EvalSample):
@@ -273,22 +277,21 @@ def run_evaluate(model: str, data: str, out_dir: str | None = None, set_alias: s
     from mlflow.tracking import MlflowClient
 
     from jobs.model_uri import is_mlflow_uri, load_net, pick_device, resolve_registered
-    from jobs.tracking import check_tracking_reachable, ensure_experiment, use_tracking_uri
+    from jobs.tracking import ensure_experiment, use_tracking_uri
 
-    uri = use_tracking_uri(tracking_uri, must_exist=is_mlflow_uri(model))
-    check_tracking_reachable(uri)
+    uri = use_tracking_uri(tracking_uri, must_exist=is_mlflow_uri(model), reachable=True)
     ref = resolve_registered(model) if model.startswith("models:/") else None
     if set_alias and ref is None:
         raise JobError(f"--set-alias needs a registered model (models:/name@alias or models:/name/<version>), "
                        f"got {model}")
-    open_dataset(data)  # fail on bad data before loading the model
+    dataset = open_dataset(data)  # fail on bad data before loading the model (the samples are read lazily)
     dev = pick_device(device)
     net = load_net(model, dev)
     options = options or InferenceOptions()
     out = Path(out_dir or Path("runs") / "eval" / time.strftime("%Y%m%d-%H%M%S")).resolve()
     csv_path = out / "per_image.csv"
     t0 = time.time()
-    means, rows, fingerprint = score(net, data, csv_path, options=options)
+    means, rows, fingerprint = score(net, data, csv_path, options=options, dataset=dataset)
     seconds = time.time() - t0
     failed = failed_rows(rows)
     per_category = category_means(rows)

@@ -39,11 +39,13 @@ def resolve_tracking_uri(configured: str | None = None, base_dir: str | Path | N
     return uri
 
 
-def use_tracking_uri(configured: str | None = None, *, must_exist: bool = False) -> str:
+def use_tracking_uri(configured: str | None = None, *, must_exist: bool = False, reachable: bool = False) -> str:
     """Resolve the tracking URI (see `resolve_tracking_uri`), make it MLflow's tracking and registry URI, return it.
 
     `must_exist`: for commands that read a registered model, a local sqlite store that does not exist is an error
-    naming where it looked, instead of an empty database made as a side effect."""
+    naming where it looked, instead of an empty database made as a side effect. With `must_exist` or `reachable`
+    (commands that log runs) the store is checked once here (`check_tracking_reachable`): a server that never
+    answers fails in seconds, not after MLflow's retries."""
     import mlflow
 
     uri = resolve_tracking_uri(configured)
@@ -51,10 +53,8 @@ def use_tracking_uri(configured: str | None = None, *, must_exist: bool = False)
     if must_exist and db is not None and not db.is_file():
         raise JobError(f"no MLflow store at {db}: train a model first (`make demo` registers one there), or point "
                        "--tracking-uri / $MLFLOW_TRACKING_URI at your tracking server or database")
-    if must_exist and uri.startswith(("http://", "https://")):
-        check_tracking_reachable(uri)  # a server that never answers fails in seconds, not after MLflow's retries
-    if db is not None:
-        db.parent.mkdir(parents=True, exist_ok=True)
+    if must_exist or reachable:
+        check_tracking_reachable(uri)
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
     return uri
