@@ -29,8 +29,8 @@ def capture_rng_state() -> dict[str, Any]:
 
 
 def restore_rng_state(state: dict[str, Any]) -> None:
-    """Inverse of `capture_rng_state`; the CUDA state goes to the current GPU (a list from older checkpoints: its
-    first entry)."""
+    """Inverse of `capture_rng_state`; the CUDA state goes to the current GPU (a list of per-GPU states: its first
+    entry)."""
     random.setstate(state["python"])
     np.random.set_state(state["numpy"])
     torch.set_rng_state(state["torch"])

@@ -257,8 +257,9 @@ def pip_requirements() -> list[str]:
 
 
 def log_and_register_model(net, uri: str, run_id: str, registered_name: str, serialization_format: str = "auto",
-                           example_size: int = 64) -> dict[str, Any]:
+                           example_size: int = 64, step: int | None = None) -> dict[str, Any]:
     """Log the eval-mode net to the run and register it; returns {"model_uri", "version", "serialization_format"}.
+    `step` (the training step of the weights) is tagged on the version, for `registered_version`.
 
     pt2 (torch.export) needs no source code on the consumer side; if export fails (or is not wanted) the net is
     pickled with `code_paths=[model/]` so the consumer can import it.
@@ -289,7 +290,10 @@ def log_and_register_model(net, uri: str, run_id: str, registered_name: str, ser
                             type(exc).__name__, str(exc).splitlines()[0][:300])
                 continue
             raise
-        _client(uri).set_tag(run_id, "a2u.serialization_format", fmt)
+        client = _client(uri)
+        client.set_tag(run_id, "a2u.serialization_format", fmt)
+        if step is not None:
+            client.set_model_version_tag(registered_name, str(info.registered_model_version), STEP_TAG, str(step))
         return {"model_uri": info.model_uri, "version": info.registered_model_version,
                 "serialization_format": fmt}
     raise JobError(f"could not log the model: {last_exc}")

@@ -18,8 +18,8 @@ import torch.distributed as dist
 
 from jobs.checkpointing import capture_rng_state, read_checkpoint, restore_rng_state, unwrap, write_checkpoint
 from jobs.config import TrainConfig, config_from_dict
-from jobs.training_state import build_training_state
 from jobs.images import grid_png
+from jobs.training_state import build_training_state
 
 log = logging.getLogger("jobs.train_loop")
 

@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 import logging
-import signal
 import os
+import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -123,8 +123,9 @@ def run_training(cfg: TrainConfig) -> TrainOutcome:
 
     model_uri = version = None
     state = _load_final_state(result.checkpoint)
-    already = tracking.registered_version(client, cfg.tracking.registered_model_name, run_id, int(state["step"]))
-    if cfg.tracking.log_model and already is not None:  # a finished run invoked again: nothing new to register
+    already = (tracking.registered_version(client, cfg.tracking.registered_model_name, run_id, int(state["step"]))
+               if cfg.tracking.log_model else None)
+    if already is not None:  # a finished run invoked again: nothing new to register
         model_uri, version = f"models:/{cfg.tracking.registered_model_name}/{already}", already
         log.info("%s is already registered as version %s at step %s: not registering it again",
                  name, version, state["step"])
@@ -133,15 +134,13 @@ def run_training(cfg: TrainConfig) -> TrainOutcome:
         t0 = time.time()
         try:
             info = tracking.log_and_register_model(net, tracking_uri, run_id, cfg.tracking.registered_model_name,
-                                                   cfg.tracking.serialization_format)
+                                                   cfg.tracking.serialization_format, step=int(state["step"]))
         except tracking.tracking_errors() as exc:
             raise JobError(f"training of {name} finished (checkpoint {ckpt_path}) but the model could not be logged "
                            f"to MLflow at {tracking_uri}: {first_line(exc)}\nrerun the same "
                            f"command with run.name={name} run.storage_path={storage} once tracking answers: it "
                            "resumes at the end and registers the model") from exc
         model_uri, version = info["model_uri"], info["version"]
-        client.set_model_version_tag(cfg.tracking.registered_model_name, str(version), tracking.STEP_TAG,
-                                     str(state["step"]))
         log.info("logged the model (%s, %.1f s) and registered %s version %s", info["serialization_format"],
                  time.time() - t0, cfg.tracking.registered_model_name, version)
     _mark_run(client, run_id, "FINISHED")
@@ -249,11 +248,11 @@ def _mean_images_per_second(client, run_id: str) -> float | None:
     """Median of the logged per-step throughput (the first steps include warm-up)."""
     import statistics
 
-    from mlflow.exceptions import MlflowException
+    from jobs.tracking import tracking_errors
 
     try:
         hist = client.get_metric_history(run_id, "train/images_per_second")
-    except MlflowException as exc:  # the model is registered already: a missing figure must not fail the job
+    except tracking_errors() as exc:  # the model is registered already: a missing figure must not fail the job
         log.warning("could not read train/images_per_second of run %s: %s", run_id, exc)
         return None
     values = [m.value for m in sorted(hist, key=lambda m: m.step)][3:] or [m.value for m in hist]
