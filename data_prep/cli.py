@@ -35,8 +35,9 @@ def parse_size(text: str) -> int:
     return value
 
 
-def _int_at_least(minimum: int, name: str, why: str = "") -> Callable[[str], int]:
-    """An argparse `type` for integers >= `minimum` (`name` is what argparse shows for a non-integer)."""
+def int_at_least(minimum: int, name: str, why: str = "") -> Callable[[str], int]:
+    """An argparse `type` for integers >= `minimum` (`name` is what argparse shows for a non-integer); the jobs CLI
+    uses it too."""
     def parse(text: str) -> int:
         v = int(text)
         if v < minimum:
@@ -47,9 +48,9 @@ def _int_at_least(minimum: int, name: str, why: str = "") -> Callable[[str], int
     return parse
 
 
-_positive = _int_at_least(1, "_positive")
-_min_size_64 = _int_at_least(64, "_min_size_64", " (smaller images cannot show hair-like detail)")
-_non_negative = _int_at_least(0, "_non_negative")
+_positive = int_at_least(1, "_positive")
+_min_size_64 = int_at_least(64, "_min_size_64", " (smaller images cannot show hair-like detail)")
+_non_negative = int_at_least(0, "_non_negative")
 
 
 def _add_writer_options(p: argparse.ArgumentParser, *, val_default: int | None, test_default: int | None) -> None:

@@ -7,6 +7,7 @@ import os
 import sys
 import warnings
 
+from data_prep.cli import int_at_least
 from jobs.errors import JobError
 
 TRACKING_HELP = "MLflow tracking URI (default $MLFLOW_TRACKING_URI, else sqlite:///runs/mlflow.db, the embedded store)"
@@ -113,18 +114,8 @@ def _add_export_parser(sub) -> None:
 # --- end export -----------------------------------------------------------------------------------------------
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
-    return value
-
-
-def _non_negative_int(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
-    return value
+_positive_int = int_at_least(1, "_positive_int")
+_non_negative_int = int_at_least(0, "_non_negative_int")
 
 
 def _positive_float(text: str) -> float:
