@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
+from typing import Iterable
 
 import numpy as np
 from PIL import Image
@@ -50,17 +51,20 @@ def plan_targets(source: Path, out: Path) -> list[tuple[Path, Path]]:
     return [(f, out / f"{f.stem}.png") for f in files]
 
 
-def check_targets(pairs: list[tuple[Path, Path]], overwrite: bool) -> None:
-    """Refuse an output that is an input (always) or that exists (unless ``overwrite``), before writing anything."""
-    inputs = {src.resolve() for src, _ in pairs}
+def check_targets(pairs: list[tuple[Path, Path]], overwrite: bool, what: str = "trimap",
+                  other_inputs: Iterable[Path] = ()) -> None:
+    """Refuse, before anything is written, an output that is an input (always: a `source` of `pairs` or one of
+    `other_inputs`) or that exists (unless ``overwrite``). `what` names the outputs in the messages. Also the check of
+    `jobs predict`, whose mattes have a second input (the trimap or mask)."""
+    inputs = {src.resolve() for src, _ in pairs} | {p.resolve() for p in other_inputs}
     for src, target in pairs:
         if target.resolve() in inputs:
-            raise InputError(f"--out would write the trimap of {src} over the input file {target}: choose another "
+            raise InputError(f"--out would write the {what} of {src} over the input file {target}: choose another "
                              "--out")
     existing = [t for _, t in pairs if t.exists()]
     if existing and not overwrite:
         more = f" (and {len(existing) - 1} more)" if len(existing) > 1 else ""
-        raise InputError(f"{existing[0]} exists{more}: pass --overwrite to replace existing trimaps")
+        raise InputError(f"{existing[0]} exists{more}: pass --overwrite to replace existing {what}s")
 
 
 def _write_png(path: Path, trimap: np.ndarray) -> None:

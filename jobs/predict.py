@@ -11,6 +11,8 @@ import numpy as np
 
 from tqdm import tqdm
 
+from data_prep.sources import InputError
+from data_prep.trimap_files import check_targets as check_output_targets
 from data_prep.trimaps import BandRadius, TrimapError, trimap_from_mask
 from jobs.errors import JobError
 from jobs.images import IMAGE_SUFFIXES, check_trimap, read_gray, read_rgb, write_gray
@@ -47,15 +49,13 @@ def _pairs(image: Path, trimap: Path, out: Path, flag: str = "--trimap") -> list
 
 def check_targets(pairs: list[tuple[Path, Path, Path]], overwrite: bool) -> None:
     """Refuse, before anything is written, an output that is one of the inputs (always) or an existing file (unless
-    `overwrite`): a matte written over its photo or trimap loses the user's data."""
-    inputs = {p.resolve() for img, tri, _ in pairs for p in (img, tri)}
-    for img, _, target in pairs:
-        if target.resolve() in inputs:
-            raise JobError(f"--out would write the matte of {img} over the input file {target}: choose another --out")
-    existing = [target for _, _, target in pairs if target.exists()]
-    if existing and not overwrite:
-        more = f" (and {len(existing) - 1} more)" if len(existing) > 1 else ""
-        raise JobError(f"{existing[0]} exists{more}: pass --overwrite to replace existing mattes")
+    `overwrite`): a matte written over its photo or trimap loses the user's data (data_prep's check, shared with the
+    trimap command)."""
+    try:
+        check_output_targets([(img, target) for img, _, target in pairs], overwrite, "matte",
+                             other_inputs=[tri for _, tri, _ in pairs])
+    except InputError as exc:
+        raise JobError(str(exc)) from exc
 
 
 def trimap_of_mask(mask_path: Path, band: BandRadius) -> np.ndarray:
