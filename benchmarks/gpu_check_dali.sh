@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The DALI half of the GPU check (benchmarks/gpu_check.sh is the model half): the "mixed" decoders and the DLPack
 # hand-over of the training and evaluation loaders (tests/test_pipeline/test_gpu.py), and the GPU loader's speed at
-# crop 512, batch 32, on a machine whose python3 has torch with CUDA but no DALI and no package index.
+# crop 512, batch 32, png and raw shards, on a machine whose python3 has torch with CUDA but no DALI and no package index.
 #   --stash   move the DALI wheel pieces brought in this transfer (.whl/dali/piece-*) to /tmp/dali-pieces and stop
 #   (none)    reassemble the pieces (benchmarks/gpu_dali_pack.sh made them), install into /tmp/dali-site, run
 # Results: dali_tests.txt and dali_speed.json in $OUT (default ./gpu_check_out).
@@ -19,25 +19,32 @@ for first in "$STASH"/*.part00; do
 done
 python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/dali-site "$wheels"/*.whl || exit 1
 export PYTHONPATH=/tmp/dali-site${PYTHONPATH:+:$PYTHONPATH}
-python3 -m pytest -q -p no:cacheprovider --timeout 300 tests/test_pipeline/test_gpu.py 2>&1 | tee "$OUT/dali_tests.txt"
+python3 -c 'import nvidia.dali as d, webdataset; print("DALI", d.__version__)' 2>&1 | tee "$OUT/dali_tests.txt"
+timeout 300 python3 -m pytest -q -p no:cacheprovider --timeout 240 tests/test_pipeline/test_gpu.py 2>&1 | tee -a "$OUT/dali_tests.txt"
 tests=${PIPESTATUS[0]}
-data=/tmp/a2u_gpu_loader_1024
-[ -f "$data/manifest.json" ] || python3 -m data_prep synthetic --out "$data" --count 64 --size 1024 --seed 0
-python3 - "$data" "$OUT/dali_speed.json" <<'PY'
+for enc in png raw; do
+  data=/tmp/a2u_gpu_loader_1024_$enc
+  [ -f "$data/manifest.json" ] || python3 -m data_prep synthetic --out "$data" --count 64 --size 1024 --seed 0 \
+    --encoding "$enc" 2>&1 | tail -2
+done
+timeout 240 python3 - "$OUT/dali_speed.json" <<'PY'
 import json, sys, time
 import torch
 import pipeline
-data, out = sys.argv[1], sys.argv[2]
+out = sys.argv[1]
 rows = []
-for batch, threads in ((32, 4), (32, 8)):
-    ld = pipeline.build_train_loader(data, batch, 512, device="cuda", num_threads=threads, iterations_per_epoch=25)
-    it = iter(ld); next(it); torch.cuda.synchronize(); t0 = time.perf_counter(); n = 0
-    for b in it:
-        n += b["image"].shape[0]
-    torch.cuda.synchronize()
-    rows.append({"batch": batch, "crop": 512, "threads": threads, "samples_per_s": n / (time.perf_counter() - t0)})
-    print(json.dumps(rows[-1]), flush=True)
-json.dump(rows, open(out, "w"), indent=1)
+for enc in ("png", "raw"):
+    for threads in (4, 8):
+        ld = pipeline.build_train_loader(f"/tmp/a2u_gpu_loader_1024_{enc}", 32, 512, device="cuda",
+                                         num_threads=threads, iterations_per_epoch=12)
+        it = iter(ld); next(it); torch.cuda.synchronize(); t0 = time.perf_counter(); n = 0
+        for b in it:
+            n += b["image"].shape[0]
+        torch.cuda.synchronize()
+        rows.append({"encoding": enc, "batch": 32, "crop": 512, "threads": threads,
+                     "samples_per_s": round(n / (time.perf_counter() - t0), 1)})
+        print(json.dumps(rows[-1]), flush=True)
+        json.dump(rows, open(out, "w"), indent=1)
 PY
 speed=$?
 [ "$tests" = 0 ] && [ "$speed" = 0 ]
