@@ -137,6 +137,11 @@ def _add_layout_parsers(sub) -> None:
                        help="training pairs held out for test-* shards (default 0)")
         p.add_argument("--min-size", type=_positive, default=32, help="smallest accepted image side in px (default 32)")
         p.add_argument("--val-composites", type=_positive, default=2, help="backgrounds per val foreground (default 2)")
+        if lay.images:
+            p.add_argument("--photos", action="store_true",
+                           help="also write photo-* shards: each training photo as it is, with its alpha, a trimap "
+                                "from the alpha and the estimated fg and bg; trained on without re-compositing "
+                                "(training config data.photo_ratio)")
         _add_writer_options(p, val_default=0, test_default=lay.test_composites)
         p.set_defaults(func=cmd_layout, layout=lay.name)
 
@@ -238,14 +243,17 @@ def _resolve_bad(bad: list[BadInputError], skip_bad: bool) -> list[dict]:
 
 
 def _file_build(args: argparse.Namespace, command: str, inputs, test_count: int, extra_opts: dict,
-                extra_manifest: dict | None = None) -> int:
+                extra_manifest: dict | None = None, photos: bool = False) -> int:
     from . import encoders  # noqa: F401 - registers the sample encoders
     from .plans import folder_plan
 
     skipped = _resolve_bad(inputs.bad, args.skip_bad)
     plan = folder_plan(inputs, seed=args.seed, min_size=args.min_size, val_count=args.val_count,
                        test_count=test_count, test_composites=args.test_composites,
-                       val_composites=args.val_composites, train_composites=args.train_composites)
+                       val_composites=args.val_composites, train_composites=args.train_composites,
+                       photos=photos)
+    if photos:
+        extra_opts = {**extra_opts, "photos": True}
     options = {"command": command, **extra_opts, "seed": args.seed, "min_size": args.min_size,
                "val_count": args.val_count, "test_count": test_count, "test_composites": args.test_composites,
                "val_composites": args.val_composites, "train_composites": args.train_composites,
@@ -284,7 +292,7 @@ def cmd_layout(args: argparse.Namespace) -> int:
     extra = {"foreground_estimation": method_record()} if inputs.images else None
     opts = {"root": str(args.root.resolve()), "bg": str(args.bg.resolve()) if args.bg else None,
             **({"fg_estimated": method_record()["method"]} if inputs.images else {})}
-    return _file_build(args, lay.name, inputs, args.test_count, opts, extra)
+    return _file_build(args, lay.name, inputs, args.test_count, opts, extra, photos=getattr(args, "photos", False))
 
 
 def cmd_trimap(args: argparse.Namespace) -> int:

@@ -1,7 +1,8 @@
 """Sample encoders: turn one task's arguments into a WebDataset sample (`__key__` + encoded member bytes).
 
 Member layout follows the data contract: fg -> fg.png|fg.jpg, alpha.png, meta.json; bg -> bg.jpg;
-test/val -> image.png, trimap.png, alpha.png, meta.json; train -> image.png, alpha.png, trimap.png, fg.png, bg.jpg.
+test/val -> image.png, trimap.png, alpha.png, meta.json; train -> image.png, alpha.png, trimap.png, fg.png, bg.jpg;
+photo -> image.png (the photo as it is), alpha.png, trimap.png, fg.png, bg.jpg, meta.json.
 A foreground estimated from a photo (image+alpha datasets) is an fg.png whose meta.json has "fg_estimated".
 """
 from __future__ import annotations
@@ -14,7 +15,7 @@ import numpy as np
 
 from .build import encoder
 from .compositing import composite, fit_background, trimap_from_alpha
-from .foreground import METHOD, estimate_foreground
+from .foreground import METHOD, estimate_foreground, estimate_layers
 from .images import BadInputError, encode_jpg, encode_png, load_alpha, load_rgb, passthrough_format
 from .synthetic import make_background, make_foreground
 
@@ -156,6 +157,19 @@ def image_composite(key: str, image_path: str, alpha_path: str, bg_path: str, mi
                     bg_name: str, train: bool, trimap_path: str | None = None) -> dict:
     fg, alpha = _estimated_pair(image_path, alpha_path, min_size)
     return _on_background(key, fg, alpha, bg_path, min_size, fg_name, bg_name, train, trimap_path, True)
+
+
+@encoder("image_photo")
+def image_photo(key: str, image_path: str, alpha_path: str, min_size: int, source: str) -> dict:
+    """A training photo kept as it is (never re-composited by the loader), with its alpha, a trimap made from the
+    alpha, and the estimated foreground and background its composition loss needs."""
+    image, alpha = _load_pair(image_path, alpha_path, min_size)
+    fg, bg = estimate_layers(image, alpha)
+    h, w = alpha.shape
+    return {"__key__": key, "image.png": encode_png(image), "alpha.png": encode_png(alpha),
+            "trimap.png": encode_png(trimap_from_alpha(alpha)), "fg.png": encode_png(fg), "bg.jpg": encode_jpg(bg),
+            "meta.json": _meta(source=source, width=w, height=h, fg_estimated=METHOD, bg_estimated=METHOD,
+                               recomposite=False)}
 
 
 @encoder("c1k_test")

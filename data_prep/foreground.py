@@ -33,6 +33,18 @@ def estimate_foreground(image: np.ndarray, alpha: np.ndarray) -> np.ndarray:
     return np.clip(np.rint(np.asarray(fg) * 255.0), 0, 255).astype(np.uint8)
 
 
+def estimate_layers(image: np.ndarray, alpha: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """uint8 (foreground, background) of a photo: the background too, so that a photo trained on as it is (photo-*
+    shards) has the F and B its composition loss needs."""
+    from pymatting import estimate_foreground_ml
+
+    if image.shape[:2] != alpha.shape:
+        raise ValueError(f"image is {image.shape[1]}x{image.shape[0]} but alpha is {alpha.shape[1]}x{alpha.shape[0]}")
+    fg, bg = estimate_foreground_ml(image.astype(np.float64) / 255.0, alpha.astype(np.float64) / 255.0,
+                                    return_background=True)
+    return tuple(np.clip(np.rint(np.asarray(x) * 255.0), 0, 255).astype(np.uint8) for x in (fg, bg))
+
+
 def recomposite_error(image: np.ndarray, alpha: np.ndarray, fg: np.ndarray, bg: np.ndarray) -> float:
     """Mean |alpha F + (1 - alpha) B - I| on [0, 1] over the soft pixels (0 < alpha < 255), where the estimate
     matters: how closely foreground `fg` over background `bg` re-composites to `image` (all uint8)."""

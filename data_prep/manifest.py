@@ -15,7 +15,7 @@ from formats.encoding import DEFAULT_ENCODING
 from formats.manifest import FORMAT_VERSION, MANIFEST, ManifestError, read_manifest  # noqa: F401 - re-exported
 
 PROGRESS = ".data_prep_progress.json"
-KINDS = ("fg", "bg", "val", "test", "train")
+KINDS = ("fg", "bg", "val", "test", "train", "photo")
 
 
 def _atomic_write_json(path: Path, obj: dict) -> None:

@@ -107,24 +107,31 @@ def _pick_backgrounds(rng: random.Random, n_bg: int, k: int) -> list[int]:
 
 
 def folder_plan(inputs: FolderInputs, *, seed: int, min_size: int, val_count: int, test_count: int,
-                test_composites: int, val_composites: int, train_composites: int) -> dict[str, list[Task]]:
+                test_composites: int, val_composites: int, train_composites: int, photos: bool = False
+                ) -> dict[str, list[Task]]:
     """fg/bg shards from matched files; val/test/train composites DIM-style on seeded backgrounds.
 
     With --test-composites K but --test-count 0 the test composites use the training foregrounds themselves
     (logged as a warning: such a test set measures fit, not generalisation). For image+alpha data
     (`inputs.images`) every foreground is estimated from the photo, and --test-count holds photos out as real
-    test images (with their released trimap where the layout has one) instead of composites.
+    test images (with their released trimap where the layout has one) instead of composites; with `photos` every
+    training photo is also written as it is to photo-* shards (trained on without re-compositing).
     """
+    if photos and not inputs.images:
+        raise InputError("--photos needs an image + alpha layout (this one ships foregrounds, not photos)")
     train, val, test = split_foregrounds(inputs.pairs, seed, val_count, test_count)
     bgs = inputs.backgrounds
     est = [METHOD] if inputs.images else []  # part of every digest: estimated shards never resume as real ones
     fg_fn, comp_fn = ("image_fg", "image_composite") if inputs.images else ("file_fg", "file_composite")
     fg_keys = dict(zip([p[0] for p in inputs.pairs], unique_keys([p[0] for p in inputs.pairs])))
     bg_keys = unique_keys([b.stem for b in bgs], "bg_")
-    plan: dict[str, list[Task]] = {k: [] for k in ("fg", "bg", "val", "test", "train")}
+    plan: dict[str, list[Task]] = {k: [] for k in ("fg", "bg", "val", "test", "train", "photo")}
     for name, fg, alpha in train:
         plan["fg"].append(Task("fg", fg_fn, (fg_keys[name], str(fg), str(alpha), min_size, fg.name),
                                task_digest("fg", _fp(fg), _fp(alpha), min_size, *est)))
+        if photos:
+            plan["photo"].append(Task("photo", "image_photo", (fg_keys[name], str(fg), str(alpha), min_size, fg.name),
+                                      task_digest("photo", _fp(fg), _fp(alpha), min_size, *est)))
     for key, bg in zip(bg_keys, bgs):
         plan["bg"].append(Task("bg", "file_bg", (key, str(bg), min_size), task_digest("bg", _fp(bg), min_size)))
     real_test = [(name, fg, alpha, inputs.trimaps.get(name)) for name, fg, alpha in test] if inputs.images else []

@@ -22,8 +22,8 @@ from .shard_writer import index_lines, index_path, sha256_file
 
 # image members (+ meta.json) per shard kind; fg shards hold exactly one of the fg member names
 _IMAGES = {"fg": ("alpha",), "bg": ("bg",), "test": ("image", "trimap", "alpha"), "val": ("image", "trimap", "alpha"),
-           "train": ("image", "alpha", "trimap", "fg", "bg")}
-_META = {"fg", "test", "val"}
+           "train": ("image", "alpha", "trimap", "fg", "bg"), "photo": ("image", "alpha", "trimap", "fg", "bg")}
+_META = {"fg", "test", "val", "photo"}
 KINDS = tuple(_IMAGES)
 
 

@@ -182,3 +182,35 @@ def test_image_without_alpha_is_bad_input(tmp_path: Path, capsys) -> None:
 def test_help_shows_the_tree() -> None:
     proc = run_cli("p3m10k", "--help", check=True)
     assert "validation/P3M-500-NP/{original_image,mask,trimap}" in proc.stdout
+
+
+def test_photos_written_as_they_are(tmp_path: Path) -> None:
+    """--photos: one photo-* sample per training photo holding the photo itself, its alpha, a trimap from the alpha
+    and estimated fg and bg that re-composite to the photo; recorded as never re-composited."""
+    from data_prep.foreground import recomposite_error
+
+    root, out = tmp_path / "rwp636", tmp_path / "out"
+    _tree("rwp636", root)
+    assert main(["rwp636", "--root", str(root), "--bg", str(_bgs(tmp_path / "bg")), "--out", str(out),
+                 "--workers", "1", "--photos"]) == 0
+    assert verify_dataset(out) == []
+    photos = _samples(out, "photo")
+    assert sorted(photos) == sorted(_samples(out, "fg")) and len(photos) == len(TRAIN)
+    assert manifest(out)["options"]["photos"] is True
+    for key, m in photos.items():
+        name = next(n for n in TRAIN if key == n.replace(" ", "_").replace(".", "_"))
+        photo = np.asarray(Image.open(root / "image" / f"{name}.png"))
+        dec = {b: np.asarray(Image.open(io.BytesIO(m[f"{b}.{ext}"]))) for b, ext in
+               (("image", "png"), ("alpha", "png"), ("trimap", "png"), ("fg", "png"), ("bg", "jpg"))}
+        assert np.array_equal(dec["image"], photo)
+        assert set(np.unique(dec["trimap"])) <= {0, 128, 255}
+        meta = json.loads(m["meta.json"])
+        assert meta["recomposite"] is False and meta["fg_estimated"] == METHOD == meta["bg_estimated"]
+        assert recomposite_error(photo, dec["alpha"], dec["fg"], dec["bg"]) < 0.03
+
+
+def test_photos_only_for_image_layouts(tmp_path: Path, capsys) -> None:
+    with pytest.raises(SystemExit):
+        main(["transparent460", "--root", str(tmp_path), "--bg", str(tmp_path), "--out", str(tmp_path / "o"),
+              "--photos"])
+    assert "--photos" in capsys.readouterr().err
