@@ -35,6 +35,7 @@ class DataSection:
     iterations_per_epoch: int | None = None   # None -> the loader's default (from the fg count)
     num_threads: int | None = None
     composites: bool = False
+    photo_ratio: float = 0.0           # share of batches of real photos (photo-* shards), never re-composited
     augment: dict = field(default_factory=dict)   # passed to the loader as **augment_options
 
 
@@ -264,6 +265,10 @@ def validate(cfg: TrainConfig) -> None:
             raise JobError(f"config: {key} must be >= 1, got {value}")
     if cfg.data.crop_size % 16:
         raise JobError(f"config: data.crop_size must be a multiple of 16 (the network stride), got {cfg.data.crop_size}")
+    if not (math.isfinite(cfg.data.photo_ratio) and 0.0 <= cfg.data.photo_ratio <= 1.0):
+        raise JobError(f"config: data.photo_ratio must be in [0, 1], got {cfg.data.photo_ratio}")
+    if cfg.data.photo_ratio >= 1.0 and cfg.data.composites:
+        raise JobError("config: data.photo_ratio 1 trains on photos only; data.composites must then be false")
     if cfg.checkpoint.every_n_steps < 0 or cfg.checkpoint.max_failures < 0:
         raise JobError("config: checkpoint.every_n_steps and checkpoint.max_failures must be >= 0")
     pretrained = cfg.model.pretrained.strip()

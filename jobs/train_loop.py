@@ -288,7 +288,7 @@ class _Trainer:
             d.dataset_dir, d.batch_size, d.crop_size, rank=self.rank, world_size=self.world,
             device=str(self.device) if self.device.type == "cuda" else "cpu", seed=self.cfg.run.seed,
             iterations_per_epoch=d.iterations_per_epoch, num_threads=d.num_threads or self.cfg.scaling.cpus_per_worker, composites=d.composites,
-            **d.augment)
+            photo_ratio=d.photo_ratio, **d.augment)
 
     def run(self) -> None:
         """Epochs until `optim.epochs`, a NaN/inf stop or the time budget; each epoch ends validated and

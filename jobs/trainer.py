@@ -31,13 +31,17 @@ class TrainOutcome:
     images_per_second: float | None
 
 
-def check_dataset(dataset_dir: str) -> None:
-    """Fail before Ray starts when the shard directory is missing or lacks training shards."""
+def check_dataset(dataset_dir: str, photo_ratio: float = 0.0) -> None:
+    """Fail before Ray starts when the shard directory is missing or lacks the training shards the config asks for."""
     try:
         manifest = read_manifest(dataset_dir)
     except ManifestError as exc:
         raise JobError(str(exc)) from exc
-    if not manifest.shards_of("fg", "train"):
+    if photo_ratio > 0 and not manifest.shards_of("photo"):
+        raise JobError(f"{manifest.path} lists no photo- shards but data.photo_ratio is {photo_ratio:g}; prepare an "
+                       "image + alpha dataset with `--photos` (e.g. python -m data_prep am2k ... --photos) or set "
+                       "data.photo_ratio=0")
+    if photo_ratio < 1 and not manifest.shards_of("fg", "train"):
         raise JobError(f"{manifest.path} lists no fg-/train- shards to train on; "
                        + REMEDY.format(dir=dataset_dir))
 
@@ -71,7 +75,7 @@ def run_training(cfg: TrainConfig) -> TrainOutcome:
     ray_env.set_local_defaults() if not os.environ.get("RAY_ADDRESS") else None
     cfg.data.dataset_dir = str(Path(cfg.data.dataset_dir).expanduser().resolve()) \
         if "://" not in cfg.data.dataset_dir else cfg.data.dataset_dir
-    check_dataset(cfg.data.dataset_dir)
+    check_dataset(cfg.data.dataset_dir, cfg.data.photo_ratio)
     tracking_uri = tracking.resolve_tracking_uri(cfg.tracking.tracking_uri)
     tracking.check_tracking_reachable(tracking_uri)
     storage = _storage_path(cfg)

@@ -4,17 +4,32 @@ from __future__ import annotations
 from .dataset import DatasetError
 from .eval_loader import EvalLoader
 from .loader import TrainLoader
+from .mixed import MixedTrainLoader
 from .options import AugmentOptions
 
 
 def build_train_loader(dataset_dir, batch_size: int, crop_size: int, *, rank: int = 0, world_size: int = 1,
                        device: str = "cpu", seed: int = 0, iterations_per_epoch: int | None = None,
-                       num_threads: int | None = None, composites: bool = False,
-                       **augment_options: object) -> TrainLoader:
-    """Training loader over the fg/bg shards (or train-* composites); see pipeline/loader.py and AugmentOptions."""
-    return TrainLoader(dataset_dir, batch_size, crop_size, rank=rank, world_size=world_size, device=device,
-                       seed=seed, iterations_per_epoch=iterations_per_epoch, num_threads=num_threads,
-                       composites=composites, **augment_options)
+                       num_threads: int | None = None, composites: bool = False, photo_ratio: float = 0.0,
+                       **augment_options: object) -> TrainLoader | MixedTrainLoader:
+    """Training loader over the fg/bg shards (or train-* composites); see pipeline/loader.py and AugmentOptions.
+
+    `photo_ratio` > 0 mixes in batches of photo-* samples (real photos, never re-composited) at that share of the
+    batches (1 = photos only); see pipeline/mixed.py."""
+    if not 0.0 <= photo_ratio <= 1.0:
+        raise ValueError(f"photo_ratio must be in [0, 1], got {photo_ratio}")
+    common = dict(rank=rank, world_size=world_size, device=device, seed=seed, num_threads=num_threads,
+                  **augment_options)
+    if photo_ratio >= 1.0:
+        return TrainLoader(dataset_dir, batch_size, crop_size, iterations_per_epoch=iterations_per_epoch,
+                           photos=True, **common)
+    base = TrainLoader(dataset_dir, batch_size, crop_size, iterations_per_epoch=iterations_per_epoch,
+                       composites=composites, **common)
+    if photo_ratio <= 0.0:
+        return base
+    photos = TrainLoader(dataset_dir, batch_size, crop_size, iterations_per_epoch=base.iterations, photos=True,
+                         **common)
+    return MixedTrainLoader(base, photos, photo_ratio, seed)
 
 
 def build_eval_loader(dataset_dir, *, split: str = "test", rank: int = 0, world_size: int = 1, device: str = "cpu",
@@ -25,4 +40,5 @@ def build_eval_loader(dataset_dir, *, split: str = "test", rank: int = 0, world_
                       num_threads=num_threads, as_uint8=as_uint8)
 
 
-__all__ = ["AugmentOptions", "DatasetError", "EvalLoader", "TrainLoader", "build_eval_loader", "build_train_loader"]
+__all__ = ["AugmentOptions", "DatasetError", "EvalLoader", "MixedTrainLoader", "TrainLoader", "build_eval_loader",
+           "build_train_loader"]

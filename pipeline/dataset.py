@@ -20,7 +20,7 @@ from formats.manifest import Manifest, ManifestError, read_manifest
 
 log = logging.getLogger(__name__)
 
-SHARD_KINDS = ("fg", "bg", "test", "val", "train")
+SHARD_KINDS = ("fg", "bg", "test", "val", "train", "photo")
 
 
 class DatasetError(ValueError):

@@ -98,6 +98,8 @@ def find_corrupt(plan: BatchPlan, encoding: str = "png") -> list[tuple[str, str,
         checks = [(src[0], "alpha", geo_a1), (src[0], "fg", f1), (src[1], "bg", bgb)]
         if len(src) > 2 and src[2][2] == "trimap":
             checks.append((src[2], "trimap", geo_a2))
+            if len(src) > 3:  # a photo sample's stored image (second-fg slot)
+                checks.append((src[3], "image", f2))
         elif comb:
             checks += [(src[2], "alpha", geo_a2), (src[2], "fg", f2)]
         for (shard, key, _), base, data in checks:
@@ -125,14 +127,22 @@ class TrainLoader:
 
     def __init__(self, dataset_dir: str | os.PathLike, batch_size: int, crop_size: int, *, rank: int = 0,
                  world_size: int = 1, device: str = "cpu", seed: int = 0, iterations_per_epoch: int | None = None,
-                 num_threads: int | None = None, composites: bool = False, **augment_options: object) -> None:
+                 num_threads: int | None = None, composites: bool = False, photos: bool = False,
+                 **augment_options: object) -> None:
         if batch_size < 1 or crop_size < 8:
             raise ValueError(f"batch_size must be >= 1 and crop_size >= 8, got {batch_size}, {crop_size}")
         self.options = AugmentOptions.from_kwargs(**augment_options)
         self.dataset = Dataset(dataset_dir)
         remedy = f"run `python -m data_prep synthetic --out {self.dataset.dir}` (or data_prep folders/composition1k)"
-        self.composites = composites
-        if composites:
+        if composites and photos:
+            raise ValueError("composites and photos are two sources: mix them with build_train_loader(photo_ratio=...)")
+        self.photos = photos
+        self.composites = composites = composites or photos  # photos: own bg and trimap, like train composites
+        if photos:
+            self.dataset.require("photo", remedy=f"prepare an image + alpha dataset with `--photos` (python -m "
+                                 f"data_prep am2k|p3m10k|ppm100|aim500|rwp636 ... --photos --out {self.dataset.dir})")
+            fg, bg = self.dataset.samples("photo"), []
+        elif composites:
             self.dataset.require("train", remedy=f"run `python -m data_prep synthetic --out {self.dataset.dir} "
                                  "--train-composites K` (or pass composites=False to composite fg/bg shards)")
             fg, bg = self.dataset.samples("train"), []
@@ -148,7 +158,7 @@ class TrainLoader:
         self.encoding = self.dataset.encoding
         self.sampler = Sampler(fg, bg, batch_size=batch_size, crop=crop_size, rank=rank, world_size=world_size,
                                seed=seed, iterations=iters, options=self.options, composites=composites,
-                               encoding=self.encoding)
+                               encoding=self.encoding, stored_image=photos)
         self.iterations = iters
         self.epoch = 0
         self.start_batch = 0                  # first batch of the epoch the next pass yields (set_epoch)
@@ -161,8 +171,10 @@ class TrainLoader:
         self._inflight: dict[int, BatchPlan] = {}
         self._source_error: CorruptMemberError | None = None  # a member the sampler could not read (see _source)
         self._combine_enabled = self.options.p_combine > 0 and not composites
+        self._jitter_enabled = bool(self.options.hsv_jitter) and not photos  # a jittered fg would not match the photo
         self._finish = finish_graph(batch_size, self.num_threads, self.device_id, self._dev_kind, crop_size,
-                                    composites, self._combine_enabled, self.options.hsv_jitter, self.encoding)
+                                    composites, self._combine_enabled, self._jitter_enabled, self.encoding,
+                                    stored_image=photos)
         self._finish.build()
         # torch's thread count is per thread (OpenMP): the helper's conversions run on one thread too, for the same
         # reason as `single_torch_thread` (idle OpenMP workers spin and burn the cores DALI needs)
@@ -370,9 +382,11 @@ class TrainLoader:
         for name, data in feeds.items():
             if self.composites and name in BG_REGION_INPUTS:
                 continue  # not in the composites graph
-            if not self._combine_enabled and name in COMBINE_INPUTS:
-                continue  # combination left out of the graph
-            if not self.options.hsv_jitter and name in JITTER_INPUTS:
+            if not self._combine_enabled and name in COMBINE_INPUTS and not (self.photos and name == "fg2"):
+                continue  # combination left out of the graph (a photo sample's image rides in fg2)
+            if self.photos and name in ("alpha", "alpha_inv"):
+                continue  # no composite is made of a photo sample
+            if not self._jitter_enabled and name in JITTER_INPUTS:
                 continue
             if dev.type == "cpu" and data and isinstance(data[0], torch.Tensor):
                 data = [d.numpy() for d in data]

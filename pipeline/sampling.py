@@ -47,13 +47,15 @@ class MemberNames:
     trimap: tuple[str, ...]
     fg: tuple[str, ...]
     bg: tuple[str, ...]
+    image: tuple[str, ...]
     blank_alpha: np.ndarray = field(repr=False)
     blank_rgb: np.ndarray = field(repr=False)
 
     @classmethod
     def of(cls, encoding: str) -> "MemberNames":
         return cls(member_names("alpha", encoding), member_names("trimap", encoding), member_names("fg", encoding),
-                   member_names("bg", encoding), _blank(1, encoding), _blank(3, encoding))
+                   member_names("bg", encoding), member_names("image", encoding), _blank(1, encoding),
+                   _blank(3, encoding))
 
     def present(self, shard: Shard, key: str, base: str) -> str:
         """The name of the member holding image `base` of a sample (e.g. 'fg.jpg'), for messages."""
@@ -100,14 +102,15 @@ class Sampler:
 
     def __init__(self, fg: list[tuple[Shard, str]], bg: list[tuple[Shard, str]], *, batch_size: int, crop: int,
                  rank: int, world_size: int, seed: int, iterations: int, options: AugmentOptions,
-                 composites: bool = False, encoding: str = "png") -> None:
+                 composites: bool = False, encoding: str = "png", stored_image: bool = False) -> None:
         if not 0 <= rank < world_size:
             raise ValueError(f"rank {rank} is not in [0, world_size={world_size})")
         if len(fg) < world_size:
             raise DatasetError(f"{len(fg)} foregrounds cannot be split over {world_size} ranks; "
                                "write more foregrounds with data_prep or use fewer ranks")
         self.fg, self.bg = fg, bg
-        self.composites = composites   # fg = train-* samples with their own bg and trimap; bg unused
+        self.composites = composites   # fg = train-*/photo-* samples with their own bg and trimap; bg unused
+        self.stored_image = stored_image  # photo-* samples: the stored image rides in the second-fg slot
         self.batch_size, self.crop, self.rank, self.world = batch_size, crop, rank, world_size
         self.seed, self.iterations, self.opt = seed, iterations, options
         self.sizes = options.scaled(crop)
@@ -179,6 +182,9 @@ class Sampler:
             # the stored trimap rides in the second-alpha slot and gets the same warp as the alpha
             a2, f2 = self.reader.read(shard, key, names.trimap), names.blank_rgb
             src.append((shard, key, "trimap"))
+            if self.stored_image:
+                f2 = self.reader.read(shard, key, names.image)
+                src.append((shard, key, "image"))
         elif combine:
             s2, k2 = self._draw(rng, self.fg)
             a2, f2 = self.reader.read(s2, k2, names.alpha), self.reader.read(s2, k2, names.fg)

@@ -33,6 +33,10 @@ Where this differs from the letter of docs/model.md §4.2 (same augmentation in 
 - when the trimap has no unknown pixel, the background region under the frame (not the whole background) is resized
   to the crop.
 
+With `photos=True` (photo-* shards: real photos with estimated fg and bg, never re-composited) the composites path
+runs with the stored photo decoded and warped as the image output, and without colour jitter (which would make
+the fg disagree with the photo).
+
 With `composites=True` (train-* shards) the same graphs read the stored alpha, trimap, fg and bg of each sample:
 the one warp is applied to all four (the trimap nearest-neighbour, so it keeps 0/128/255), there is no second
 foreground and no erosion, the crop centre comes from the stored trimap, and the colour jitter is applied to the fg
@@ -94,14 +98,15 @@ def geometry_graph(batch_size: int, num_threads: int, device_id: int | None, dev
 
 def finish_graph(batch_size: int, num_threads: int, device_id: int | None, device: str, crop: int,
                  composites: bool = False, combine_enabled: bool = True, jitter_enabled: bool = True,
-                 encoding: str = "png") -> Pipeline:
+                 encoding: str = "png", stored_image: bool = False) -> Pipeline:
     """Graph 3: foreground warp into the crop, combination, HSV jitter, background crop and the composite.
 
     Outputs image (float HWC on 0..255), fg and bg (uint8 HWC). With `composites` the background is the sample's own
     (fixed) background, so it gets the foreground's warp. Steps switched off by the options are left out of the
     graph (`combine_enabled`, `jitter_enabled`), so they cost nothing and leave colours bit-exact. The combination
     sits in a DALI conditional on the per-sample `combine` predicate, so samples without a second foreground neither
-    decode nor warp one and pay no arithmetic for it.
+    decode nor warp one and pay no arithmetic for it. With `stored_image` (photo-* shards, composites only) the
+    image output is the sample's stored photo (fed in the second-fg slot) under the same warp, never a composite.
     """
 
     @pipeline_def(batch_size=batch_size, num_threads=num_threads, device_id=device_id, prefetch_queue_depth=1,
@@ -151,6 +156,10 @@ def finish_graph(batch_size: int, num_threads: int, device_id: int | None, devic
 
         if composites:
             bgc = fn.warp_affine(bg, matrix=m1, size=[crop, crop], interp_type=types.INTERP_NN, fill_value=0)
+            if stored_image:  # the photo itself, warped like its alpha, fg and bg (uint8 out; the loader scales)
+                photo = decode_member(fg2_b, device, encoding, types.RGB)
+                image = fn.warp_affine(photo, matrix=m1, size=[crop, crop], interp_type=types.INTERP_NN, fill_value=0)
+                return image, fg, bgc
         else:
             bgc = bg  # the slice is the crop window itself where the background needs no resampling (scale 1)
             if resample:

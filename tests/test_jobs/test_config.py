@@ -118,6 +118,8 @@ def test_a_worker_group_the_cluster_cannot_place_is_refused(scaling, resources, 
     ("optim.lr=-0.01", r"optim.lr must be a finite number > 0"),
     ("optim.weight_decay=-1", r"optim.weight_decay must be a finite number >= 0"),
     ("optim.betas=[0.9, 1.5]", r"optim.betas must be two numbers"),
+    ("data.photo_ratio=1.5", r"data.photo_ratio must be in \[0, 1\]"),
+    ("data.photo_ratio=-0.1", r"data.photo_ratio must be in \[0, 1\]"),
 ])
 def test_free_form_sections_and_numbers_are_checked_at_load_time(override: str, match: str) -> None:
     with pytest.raises(JobError, match=match):
@@ -168,3 +170,11 @@ def test_the_loaders_skip_hint_names_a_key_the_config_accepts() -> None:
     source = (Path(__file__).resolve().parents[2] / "pipeline" / "loader.py").read_text()
     [key] = re.findall(r"training config: ([\w.]+)=true", source)
     assert load_config(None, [f"{key}=true"]).data.augment == {"skip_corrupt": True}
+
+
+def test_photo_ratio_needs_photo_shards_before_ray_starts(synthetic_dataset: Path) -> None:
+    from jobs.trainer import check_dataset
+
+    check_dataset(str(synthetic_dataset))
+    with pytest.raises(JobError, match=r"no photo- shards but data.photo_ratio is 0.5; prepare .* --photos"):
+        check_dataset(str(synthetic_dataset), 0.5)
