@@ -25,18 +25,13 @@ def method_record() -> dict:
 
 def estimate_foreground(image: np.ndarray, alpha: np.ndarray) -> np.ndarray:
     """uint8 HxWx3 foreground from a uint8 HxWx3 image and uint8 HxW alpha (pymatting's default parameters)."""
-    from pymatting import estimate_foreground_ml  # numba compiles on first use: imported only when needed
-
-    if image.shape[:2] != alpha.shape:
-        raise ValueError(f"image is {image.shape[1]}x{image.shape[0]} but alpha is {alpha.shape[1]}x{alpha.shape[0]}")
-    fg = estimate_foreground_ml(image.astype(np.float64) / 255.0, alpha.astype(np.float64) / 255.0)
-    return np.clip(np.rint(np.asarray(fg) * 255.0), 0, 255).astype(np.uint8)
+    return estimate_layers(image, alpha)[0]
 
 
 def estimate_layers(image: np.ndarray, alpha: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """uint8 (foreground, background) of a photo: the background too, so that a photo trained on as it is (photo-*
-    shards) has the F and B its composition loss needs."""
-    from pymatting import estimate_foreground_ml
+    shards) has the F and B its composition loss needs (F is the same as without the background)."""
+    from pymatting import estimate_foreground_ml  # numba compiles on first use: imported only when needed
 
     if image.shape[:2] != alpha.shape:
         raise ValueError(f"image is {image.shape[1]}x{image.shape[0]} but alpha is {alpha.shape[1]}x{alpha.shape[0]}")
