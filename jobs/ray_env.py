@@ -72,7 +72,9 @@ def connect(num_cpus: int | None = None) -> bool:
     pythonpath = os.pathsep.join(p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH", "")) if p)
     for attempt in (1, 2, 3):
         try:
-            ray.init(num_cpus=num_cpus or os.cpu_count() or 2, include_dashboard=False,
+            # address "local": a new local cluster even when `ray start --head` runs on this machine (a bare
+            # ray.init() would attach to that one and then refuse num_cpus)
+            ray.init(address="local", num_cpus=num_cpus or os.cpu_count() or 2, include_dashboard=False,
                      object_store_memory=256 * 1024 ** 2, configure_logging=True, logging_level=logging.WARNING,
                      runtime_env={"env_vars": {"PYTHONPATH": pythonpath, **LOCAL_RAY_ENV},
                                   "worker_process_setup_hook": "jobs.ray_env.quiet_ray_logs"})

@@ -26,3 +26,14 @@ def test_submit_to_ray_head(ray_head: dict, synthetic_dataset: Path, tmp_path: P
     [version] = MlflowClient(uri, uri).search_model_versions("name='a2u-matting'")
     assert version.status == "READY"
     assert (tmp_path / "ray" / "submitted").is_dir()
+    # with that head running on this machine and no RAY_ADDRESS, the embedded default starts a cluster of its own
+    # (a bare ray.init() would attach to the head and refuse the local num_cpus)
+    probe = ("import ray; from jobs import ray_env; started = ray_env.connect(num_cpus=1); "
+             "print('GCS', ray.get_runtime_context().gcs_address, started); ray.shutdown()")
+    env = child_env()
+    env.pop("RAY_ADDRESS", None)
+    local = subprocess.run([sys.executable, "-c", probe], cwd=REPO_ROOT, env=env, capture_output=True, text=True,
+                           timeout=180)
+    assert local.returncode == 0, local.stderr[-3000:]
+    gcs = next(line.split()[1:] for line in local.stdout.splitlines() if line.startswith("GCS"))
+    assert gcs[0] != ray_head["gcs"] and gcs[1] == "True"
