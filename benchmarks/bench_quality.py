@@ -2,7 +2,7 @@
 trimap-only floor beside it, as a markdown table: the one command behind every quality figure in RESULTS.md.
 
     .venv/bin/python benchmarks/bench_quality.py models:/a2u-matting@champion datasets/real-dev
-    .venv/bin/python benchmarks/bench_quality.py runs/demo/ray/<run>/checkpoint_.../model.pt runs/demo/data --per-image
+    .venv/bin/python benchmarks/bench_quality.py runs/demo/ray/<run>/checkpoint_step00000250 runs/demo/data --per-image
 
 MODEL_URI: `models:/name@alias`, `models:/name/version`, `runs:/<id>/model` (MLflow at $MLFLOW_TRACKING_URI) or a
 checkpoint path. The data are read by the same reader `python -m jobs evaluate` uses, so the numbers are comparable.
