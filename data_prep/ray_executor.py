@@ -43,11 +43,14 @@ def connect_ray(address: str | None, packages: list[ModuleType]) -> bool:
 
     if ray.is_initialized():
         return False
-    for key, value in LOCAL_RAY_ENV.items():
-        os.environ.setdefault(key, value)
-    ray.init(address=address or None, log_to_driver=True, logging_level=logging.WARNING,
-             runtime_env={"py_modules": [str(Path(m.__file__).parent) for m in packages],
-                          "env_vars": {k: os.environ[k] for k in LOCAL_RAY_ENV}})
+    runtime_env: dict = {"py_modules": [str(Path(m.__file__).parent) for m in packages]}
+    if not address and not os.environ.get("RAY_ADDRESS"):
+        # this machine's Ray (found or started): loopback defaults; never for a named cluster, whose nodes must
+        # reach this driver at a routable address
+        for key, value in LOCAL_RAY_ENV.items():
+            os.environ.setdefault(key, value)
+        runtime_env["env_vars"] = {k: os.environ[k] for k in LOCAL_RAY_ENV}
+    ray.init(address=address or None, log_to_driver=True, logging_level=logging.WARNING, runtime_env=runtime_env)
     nodes = [n for n in ray.nodes() if n["Alive"]]
     log.info("Ray cluster: %d node(s), %s CPUs", len(nodes), ray.cluster_resources().get("CPU", 0))
     return True
