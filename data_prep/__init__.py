@@ -8,7 +8,9 @@ Commands (`python -m data_prep <command> --help`):
   stats DIR [--preview PNG]                         samples per kind, sizes, unknown fraction, contact sheet
   trimap (--alpha | --mask) PATH --out PATH          0/128/255 trimap PNGs for users (data_prep/trimaps.py)
 Writer options (all builders): --seed, --shard-size (default 256MB, 1024-based), --workers (default CPU count),
---val-count N, --test-composites K, --train-composites K, --skip-bad, --overwrite, --encoding png|raw.
+--val-count N, --test-composites K, --train-composites K, --skip-bad, --overwrite, --encoding png|raw,
+--ray [ADDRESS] (encode on a Ray cluster, ray_executor.py: the same bytes as the local pool; inputs at the same
+paths on every node, shards and manifest written by this process).
 
 Layout (data contract with pipeline/ and jobs/): manifest.json + `<kind>-NNNNNN.tar` + `<kind>-NNNNNN.idx`, kinds
 fg (fg.png|fg.jpg, alpha.png, meta.json), bg (bg.jpg), val/test (image.png, trimap.png, alpha.png, meta.json),

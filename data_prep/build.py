@@ -1,67 +1,32 @@
 """Turn a plan (a list of tasks per shard kind) into shards: resume, parallel encoding, manifest.
 
 A task is a small picklable description of one sample (which files or which synthetic index) plus a digest of
-everything that decides its bytes. Tasks are encoded in worker processes (`multiprocessing` pool, ordered
-`imap`) and written in plan order by the main process, so shard boundaries and contents are the same for any
-worker count and identical between an interrupted-then-resumed run and a clean one.
+everything that decides its bytes (data_prep/tasks.py). Tasks are encoded by an executor (a local process pool,
+data_prep/executors.py, or a Ray cluster, data_prep/ray_executor.py) and written in plan order by this process, so
+shard boundaries and contents are the same for any executor and worker count, and identical between an
+interrupted-then-resumed run and a clean one.
 
 Encoders always produce PNG/JPEG members; with `encoding="raw"` the worker turns each image member into the `.npy`
 of the pixels it decodes to (`images.to_raw_sample`), so both encodings of a dataset hold the same pixels.
 """
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
-import multiprocessing as mp
-import os
 import time
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
-from typing import Callable, Iterator
 
 from tqdm import tqdm
 
 from formats.encoding import DEFAULT_ENCODING, ENCODINGS
 
-from .images import BadInputError, to_raw_sample
+from .executors import Executor, ProcessExecutor
+from .images import BadInputError
 from .manifest import KINDS, MANIFEST, PROGRESS, read_state, write_manifest, write_progress
 from .shard_writer import RollingShardWriter, ShardRecord, index_path, plan_digest_of, sha256_file
+from .tasks import Task
 
 log = logging.getLogger(__name__)
-
-#: encoder registry: task.fn -> function(*task.args) -> sample dict (`__key__` + encoded member bytes)
-ENCODERS: dict[str, Callable[..., dict]] = {}
-
-
-def encoder(name: str):
-    """Register a sample encoder under `name` (tasks refer to encoders by name so they stay picklable)."""
-    def deco(fn):
-        ENCODERS[name] = fn
-        return fn
-    return deco
-
-
-@dataclass(frozen=True)
-class Task:
-    """One sample to produce: shard kind, encoder name, its arguments, and a digest for resume checks."""
-
-    kind: str
-    fn: str
-    args: tuple
-    digest: str
-
-
-def task_digest(*parts) -> str:
-    """Stable digest of JSON-able parts (paths, sizes, mtimes, seeds, options)."""
-    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:32]
-
-
-def file_fingerprint(path: Path) -> list:
-    """Path, size and mtime: cheap evidence that an input file has not changed since a shard was written."""
-    st = os.stat(path)
-    return [str(path), st.st_size, st.st_mtime_ns]
 
 
 class DatasetExistsError(RuntimeError):
@@ -84,21 +49,6 @@ class BuildResult:
             f"{self.written_shards} shards written, {self.kept_shards} kept from an earlier run")
         return (f"{self.samples} samples in {self.shards} shards, {self.bytes / 1e9:.3f} GB, "
                 f"{self.seconds:.1f} s ({state}; {len(self.skipped)} inputs skipped)")
-
-
-def _run_task(task: Task, encoding: str = DEFAULT_ENCODING) -> tuple[str, dict | None, dict | None]:
-    """Worker side: encode one task; bad input comes back as data so the main process decides (stop or skip)."""
-    try:
-        sample = ENCODERS[task.fn](*task.args)
-        return task.digest, to_raw_sample(sample) if encoding == "raw" else sample, None
-    except BadInputError as exc:
-        return task.digest, None, {"path": exc.path, "problem": exc.problem, "kind": task.kind}
-
-
-def _worker_init() -> None:
-    import cv2
-
-    cv2.setNumThreads(1)  # parallelism comes from processes; OpenCV threads would oversubscribe the cores
 
 
 def _our_files(out_dir: Path) -> list[Path]:
@@ -167,26 +117,6 @@ def _resume_kind(out_dir: Path, kind: str, tasks: list[Task], entries: list[dict
     return kept, pos
 
 
-def _start_pool(n_tasks: int, workers: int):
-    """A fork pool of `workers` processes, or None to encode inline (1 worker or a single task).
-
-    Started before the progress bar exists, so no helper thread is alive when the workers fork."""
-    if workers <= 1 or n_tasks <= 1:
-        return None
-    return mp.get_context("fork").Pool(workers, initializer=_worker_init)
-
-
-def _iter_results(tasks: list[Task], pool, workers: int,
-                  encoding: str) -> Iterator[tuple[str, dict | None, dict | None]]:
-    run = partial(_run_task, encoding=encoding)
-    if pool is None:
-        _worker_init()
-        yield from map(run, tasks)
-        return
-    chunk = max(1, min(8, len(tasks) // (workers * 8)))
-    yield from pool.imap(run, tasks, chunksize=chunk)
-
-
 def _all_skipped(planning: list[dict], records: list[ShardRecord]) -> list[dict]:
     """Planning-time skips plus those recorded in each shard, without duplicates (a bad background can fail
     both its own sample and the composites that use it)."""
@@ -201,9 +131,12 @@ def _all_skipped(planning: list[dict], records: list[ShardRecord]) -> list[dict]
 
 def build(out_dir: Path, options: dict, plan: dict[str, list[Task]], *, workers: int, shard_bytes: int,
           skip_bad: bool, overwrite: bool, planning_skipped: list[dict] | None = None,
-          extra_manifest: dict | None = None, encoding: str = DEFAULT_ENCODING) -> BuildResult:
+          extra_manifest: dict | None = None, encoding: str = DEFAULT_ENCODING,
+          executor: Executor | None = None) -> BuildResult:
     """Write every kind's shards (resuming where possible), then the manifest; raise BadInputError unless skip_bad.
 
+    Tasks are encoded by `executor` (default: a local pool of `workers` processes; `ray_executor.RayExecutor` runs
+    them on a Ray cluster) and written here in plan order, so the shards are the same whichever runs them.
     `encoding` ("png" or "raw", see formats/encoding.py) decides the image members' file type; it is recorded in
     the manifest and should be part of `options` (so a directory is never resumed in another encoding)."""
     if encoding not in ENCODINGS:
@@ -235,10 +168,11 @@ def build(out_dir: Path, options: dict, plan: dict[str, list[Task]], *, workers:
     flat = [t for _, tasks, _ in todo for t in tasks]  # one pool for all kinds: workers stay warm
     starts = {kind: start for kind, _, start in todo}
     writer: RollingShardWriter | None = None
-    pool = _start_pool(len(flat), workers)
+    executor = executor or ProcessExecutor(workers)
+    executor.start(len(flat))
     with tqdm(total=len(flat), desc="encoding", unit="sample", disable=None) as bar:
         try:
-            for task, (digest, sample, bad) in zip(flat, _iter_results(flat, pool, workers, encoding)):
+            for task, (digest, sample, bad) in zip(flat, executor.results(flat, encoding)):
                 bar.update(1)
                 if writer is None or writer.kind != task.kind:
                     if writer is not None:
@@ -259,9 +193,7 @@ def build(out_dir: Path, options: dict, plan: dict[str, list[Task]], *, workers:
                 writer.abort()
             raise
         finally:
-            if pool is not None:
-                pool.terminate()
-                pool.join()
+            executor.close()
     uniq = _all_skipped(skipped, records)
     write_manifest(out_dir, options, [r.manifest_entry() for r in records], uniq, extra_manifest, encoding)
     (out_dir / PROGRESS).unlink(missing_ok=True)

@@ -59,7 +59,11 @@ def _add_writer_options(p: argparse.ArgumentParser, *, val_default: int | None, 
     p.add_argument("--shard-size", type=parse_size, default=parse_size(DEFAULT_SHARD_SIZE),
                    help=f"target shard size (default {DEFAULT_SHARD_SIZE}; K/M/G = 1024-based)")
     p.add_argument("--workers", type=_positive, default=os.cpu_count() or 1,
-                   help="encoding processes (default: CPU count)")
+                   help="encoding processes (default: CPU count; not used with --ray)")
+    p.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
+                   help="encode on a Ray cluster: ADDRESS as ray.init takes it (auto, host:port); bare --ray attaches "
+                        "to $RAY_ADDRESS or this machine's running cluster, else starts a local one. Input files must "
+                        "be at the same paths on every node; shards are written here. Same output as without --ray")
     p.add_argument("--val-count", type=_non_negative, default=val_default,
                    help="foregrounds held out of training for val-* shards" +
                    (" (default: max(2, count//6))" if val_default is None else f" (default {val_default})"))
@@ -211,6 +215,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _executor(args: argparse.Namespace):
+    """The Ray executor for --ray, else None (build's local process pool of --workers)."""
+    if args.ray is None:
+        return None
+    from .ray_executor import RayExecutor
+
+    return RayExecutor(args.ray or None)
+
+
 def _report(result: BuildResult, out: Path) -> int:
     print(f"{out}: {result.summary()}")
     return 0
@@ -229,7 +242,7 @@ def cmd_synthetic(args: argparse.Namespace) -> int:
     preload_photos()
     plan = synthetic_plan(args.count, args.size, args.seed, v, t, args.test_composites, args.train_composites)
     result = build(args.out, options, plan, workers=args.workers, shard_bytes=args.shard_size,
-                   skip_bad=args.skip_bad, overwrite=args.overwrite, encoding=args.encoding)
+                   skip_bad=args.skip_bad, overwrite=args.overwrite, encoding=args.encoding, executor=_executor(args))
     return _report(result, args.out)
 
 
@@ -260,7 +273,7 @@ def _file_build(args: argparse.Namespace, command: str, inputs, test_count: int,
                "shard_size": args.shard_size, "encoding": args.encoding}
     result = build(args.out, options, plan, workers=args.workers, shard_bytes=args.shard_size, encoding=args.encoding,
                    skip_bad=args.skip_bad, overwrite=args.overwrite, planning_skipped=skipped,
-                   extra_manifest=extra_manifest)
+                   extra_manifest=extra_manifest, executor=_executor(args))
     return _report(result, args.out)
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .build import encoder
+from .tasks import encoder
 from .compositing import composite, fit_background, trimap_from_alpha
 from .foreground import METHOD, estimate_foreground, estimate_layers
 from .images import BadInputError, encode_jpg, encode_png, load_alpha, load_rgb, passthrough_format

@@ -10,7 +10,7 @@ import random
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .build import Task, file_fingerprint, task_digest
+from .tasks import Task, file_fingerprint, task_digest
 from .foreground import METHOD
 from .images import BadInputError
 from .sources import InputError, list_backgrounds, list_images, match_pairs, require_dir, unique_keys, unique_stems

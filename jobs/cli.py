@@ -69,9 +69,32 @@ def _predict(args: argparse.Namespace) -> int:
 
     _use_tracking(args)
     band = BandRadius(radius=args.mask_radius, fraction=args.mask_radius_fraction)
+    if args.ray is not None:
+        return _predict_on_ray(args, band)
+    if args.actors is not None or args.batch_size is not None:
+        raise JobError("--actors and --batch-size are options of --ray")
     written = run_predict(args.model, args.image, args.trimap, args.out, args.device, args.overwrite,
                           mask=args.mask, band=band, tta=args.tta, pad=args.pad, max_pixels=args.max_pixels)
     print(f"wrote {len(written)} alpha matte(s): {written[0] if len(written) == 1 else written[0].parent}")
+    return 0
+
+
+def _predict_on_ray(args: argparse.Namespace, band) -> int:
+    from jobs.batch_predict import run_batch_predict
+
+    r = run_batch_predict(args.model, args.image, args.trimap, args.out, address=args.ray or None,
+                          actors=args.actors or 1, batch_size=args.batch_size or 2, device=args.device,
+                          overwrite=args.overwrite, mask=args.mask, band=band, tta=args.tta, pad=args.pad,
+                          max_pixels=args.max_pixels)
+    done = r.count("written")
+    print(f"{done} matte(s) written, {r.count('skipped')} skipped (exist), {r.count('failed')} failed in "
+          f"{r.seconds:.1f} s; every image in {r.csv_path}")
+    failed = [row for row in r.rows if row["status"] == "failed"]
+    for row in failed:
+        print(f"error: {row['error']}", file=sys.stderr)
+    if failed:
+        print(f"error: {len(failed)} image(s) failed (listed in {r.csv_path})", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -191,6 +214,17 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--device", default="auto", help="auto | cpu | cuda[:N]")
     r.add_argument("--overwrite", action="store_true", help="replace mattes that exist already (never an input)")
     _add_inference_options(r)
+    ray = r.add_argument_group("on a Ray cluster (Ray Data; inputs, --out and a local MLflow store on a filesystem "
+                               "every node sees at the same paths)")
+    ray.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
+                     help="predict with a pool of Ray actors: ADDRESS as ray.init takes it (auto, host:port); bare "
+                          "--ray attaches to $RAY_ADDRESS or this machine's running cluster, else starts a local one. "
+                          "Existing mattes are skipped (--overwrite recomputes them); <out>/predictions.csv lists "
+                          "every image as written, skipped or failed, and any failure exits 1")
+    ray.add_argument("--actors", type=_positive_int, default=None,
+                     help="with --ray: actors, each loading the model once and taking one CPU (default 1)")
+    ray.add_argument("--batch-size", type=_positive_int, default=None,
+                     help="with --ray: images per actor call (default 2)")
     r.set_defaults(func=_predict)
 
     s = sub.add_parser("submit", help="submit `train` to a Ray cluster (Job Submission API)")

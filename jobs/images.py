@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 import numpy as np
@@ -32,8 +33,14 @@ def read_gray(path: str | Path) -> np.ndarray:
 
 
 def write_gray(path: str | Path, array: np.ndarray) -> None:
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(np.asarray(array, dtype=np.uint8), mode="L").save(path)
+    """Write via a temporary name and rename: an interrupted run never leaves a half-written file that a re-run
+    would take for a finished one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fmt = Image.registered_extensions().get(path.suffix.lower(), "PNG")
+    tmp = path.with_name(f".{path.name}.partial")
+    Image.fromarray(np.asarray(array, dtype=np.uint8), mode="L").save(tmp, format=fmt)
+    os.replace(tmp, path)
 
 
 TRIMAP_DRIFT = 16            # JPEG-stored trimaps: values this close to 0/128/255 are snapped to them

@@ -68,20 +68,43 @@ def trimap_of_mask(mask_path: Path, band: BandRadius) -> np.ndarray:
     return made.trimap
 
 
+def matte_of(net, img_path: Path, second_path: Path, *, from_mask: bool, band: BandRadius, tta: str = "none",
+             pad: str = "reflect", max_pixels: int | None = None) -> np.ndarray:
+    """The 8-bit alpha matte of one image and its trimap (or coarse mask, `from_mask`); JobError naming the file for
+    an unreadable image, a bad trimap or mask, mismatched sizes or impossible inference options. The one per-image
+    step of `predict`, run in this process or in Ray actors (jobs/batch_predict.py)."""
+    from model.inference import DEFAULT_MAX_PIXELS, predict_alpha
+
+    rgb = read_rgb(img_path)
+    tri = trimap_of_mask(second_path, band) if from_mask else check_trimap(read_gray(second_path), second_path)
+    if rgb.shape[:2] != tri.shape:
+        raise JobError(f"{img_path} is {rgb.shape[1]}x{rgb.shape[0]} but its {'mask' if from_mask else 'trimap'} "
+                       f"{second_path} is {tri.shape[1]}x{tri.shape[0]}")
+    try:
+        return predict_alpha(net, rgb, tri, max_pixels=max_pixels or DEFAULT_MAX_PIXELS, tta=tta, pad=pad)
+    except ValueError as exc:  # e.g. a --max-pixels too small for the tile overlap
+        raise JobError(f"{img_path}: {exc}") from exc
+
+
+def predict_pairs(image: str, trimap: str | None, mask: str | None, out: str) -> list[tuple[Path, Path, Path]]:
+    """(image, trimap or mask, matte) triples for `--image` and exactly one of `--trimap`/`--mask`."""
+    if (trimap is None) == (mask is None):
+        raise JobError("give exactly one of --trimap and --mask")
+    flag, second = ("--trimap", trimap) if trimap is not None else ("--mask", mask)
+    return _pairs(Path(image).expanduser(), Path(second).expanduser(), Path(out).expanduser(), flag)  # type: ignore[arg-type]
+
+
 def run_predict(model: str, image: str, trimap: str | None, out: str, device: str = "auto",
                 overwrite: bool = False, *, mask: str | None = None, band: BandRadius | None = None,
                 tta: str = "none", pad: str = "reflect", max_pixels: int | None = None) -> list[Path]:
     """Write one 8-bit alpha PNG per input image; returns the written paths. Exactly one of `trimap` and `mask`
     (a coarse binary mask, made into a trimap with `band`) is given. Existing files are replaced only with
     `overwrite`, and an input is never an output."""
-    from model.inference import DEFAULT_MAX_PIXELS, predict_alpha
+    from model.inference import DEFAULT_MAX_PIXELS
 
     from jobs.model_uri import load_net, pick_device
 
-    if (trimap is None) == (mask is None):
-        raise JobError("give exactly one of --trimap and --mask")
-    flag, second = ("--trimap", trimap) if trimap is not None else ("--mask", mask)
-    pairs = _pairs(Path(image).expanduser(), Path(second).expanduser(), Path(out).expanduser(), flag)  # type: ignore[arg-type]
+    pairs = predict_pairs(image, trimap, mask, out)
     check_targets(pairs, overwrite)
     band = band or BandRadius()
     dev = pick_device(device)
@@ -91,15 +114,8 @@ def run_predict(model: str, image: str, trimap: str | None, out: str, device: st
     log.info("inference: tta %s, pad %s, tiles above %d pixels", tta, pad, max_pixels or DEFAULT_MAX_PIXELS)
     written = []
     for img_path, tri_path, out_path in tqdm(pairs, desc="predict", unit="img", disable=len(pairs) < 2):
-        rgb = read_rgb(img_path)
-        tri = trimap_of_mask(tri_path, band) if mask is not None else check_trimap(read_gray(tri_path), tri_path)
-        if rgb.shape[:2] != tri.shape:
-            raise JobError(f"{img_path} is {rgb.shape[1]}x{rgb.shape[0]} but its {flag.lstrip('-')} {tri_path} is "
-                           f"{tri.shape[1]}x{tri.shape[0]}")
-        try:
-            alpha = predict_alpha(net, rgb, tri, max_pixels=max_pixels or DEFAULT_MAX_PIXELS, tta=tta, pad=pad)
-        except ValueError as exc:  # e.g. a --max-pixels too small for the tile overlap
-            raise JobError(f"{img_path}: {exc}") from exc
+        alpha = matte_of(net, img_path, tri_path, from_mask=mask is not None, band=band, tta=tta, pad=pad,
+                         max_pixels=max_pixels)
         write_gray(out_path, alpha)
         written.append(out_path)
     return written

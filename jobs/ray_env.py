@@ -5,18 +5,12 @@ import logging
 import os
 from pathlib import Path
 
+# every Ray port on 127.0.0.1, no token auth on the embedded single-machine cluster (defined once, in data_prep)
+from data_prep.ray_executor import LOCAL_RAY_ENV
+
 log = logging.getLogger(__name__)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-
-# Keep every Ray port on 127.0.0.1 and skip token auth on the embedded single-machine cluster.
-LOCAL_RAY_ENV = {
-    "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
-    "RAY_AUTH_MODE": "disabled",
-    "RAY_USAGE_STATS_ENABLED": "0",
-    "RAY_DEDUP_LOGS": "0",
-    "RAY_worker_niceness": "0",  # Ray nices workers by 15; on a shared machine they then starve
-}
 
 
 def set_local_defaults() -> None:

@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from typing import Iterator
+
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -52,3 +54,20 @@ def synthetic_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
         cwd=REPO_ROOT, check=True,
     )
     return out
+
+
+@pytest.fixture(scope="module")
+def two_node_ray() -> Iterator[str]:
+    """A Ray cluster of two nodes on 127.0.0.1 (ray.cluster_utils.Cluster, one CPU each); yields its address. Code
+    under test connects with `ray.init(address)` and disconnects itself. A process forked from the test process
+    would inherit the nodes' signal handlers: run local-mode commands that fork in a subprocess."""
+    from ray.cluster_utils import Cluster
+
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False,
+                                                            "object_store_memory": 96 * 1024 ** 2})
+    try:
+        cluster.add_node(num_cpus=1, object_store_memory=96 * 1024 ** 2)
+        cluster.wait_for_nodes()
+        yield cluster.address
+    finally:
+        cluster.shutdown()
