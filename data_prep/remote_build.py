@@ -72,6 +72,7 @@ def _seed_staging(uri: str, names: list[str], staging: Path, state_name: str, do
 def build_remote(uri: str, options: dict, plan: dict, *, overwrite: bool, staging_dir: Path | None = None,
                  **build_kwargs) -> BuildResult:
     """`build` (data_prep/build.py) into the object-storage prefix `uri`; arguments as there."""
+    object_store.require_bucket(uri)
     names = object_store.list_names(uri)
     if overwrite:
         for name in _our_names(names):

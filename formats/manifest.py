@@ -58,6 +58,9 @@ def _read_text(directory: str | os.PathLike, remedy: str) -> tuple[Path | str, s
         try:
             data = object_store.read_bytes(path)
         except FileNotFoundError as exc:
+            if not object_store.bucket_exists(str(directory)):
+                raise ManifestError(f"{directory}: its bucket does not exist at "
+                                    f"{os.environ.get('AWS_ENDPOINT_URL') or 'AWS'}; {remedy}") from exc
             raise _missing(directory, remedy) from exc
         except OSError as exc:
             raise ManifestError(f"{path}: cannot be read ({exc})") from exc

@@ -80,6 +80,24 @@ def exists(uri: str) -> bool:
         raise _fail(uri, "lookup", exc) from exc
 
 
+def bucket_exists(uri: str) -> bool:
+    """True if the bucket of `uri` exists (and the credentials may see it)."""
+    from pyarrow import fs
+
+    bucket = _key(uri).split("/", 1)[0]
+    try:
+        return filesystem().get_file_info(bucket).type == fs.FileType.Directory
+    except OSError as exc:
+        raise _fail(uri, "bucket lookup", exc) from exc
+
+
+def require_bucket(uri: str) -> None:
+    """Raise ObjectStoreError naming `uri` unless its bucket exists (before any work that would then be lost)."""
+    if not bucket_exists(uri):
+        raise ObjectStoreError(f"{uri}: bucket {_key(uri).split('/', 1)[0]!r} does not exist at "
+                               f"{os.environ.get('AWS_ENDPOINT_URL') or 'AWS'}; create it first")
+
+
 def size(uri: str) -> int | None:
     """Byte size of the object at `uri`, or None when there is none."""
     from pyarrow import fs

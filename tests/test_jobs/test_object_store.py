@@ -170,3 +170,28 @@ def test_training_reads_the_bucket(datasets, tmp_path) -> None:
         f"run.storage_path={tmp_path / 'ray'}", "run.name=from-s3",
         f"tracking.tracking_uri=sqlite:///{tmp_path / 'mlflow.db'}", "tracking.log_model=false"]))
     assert outcome.step == 2
+
+
+def test_bad_input_is_named_and_no_manifest_is_uploaded(s3, tmp_path, capsys) -> None:
+    from tests.test_data_prep.conftest import make_raw
+
+    raw = make_raw(tmp_path / "raw")
+    bad = raw["alpha"] / "obj03.png"
+    bad.write_bytes(b"\x89PNG\r\n\x1a\nnot really")
+    uri = f"s3://{BUCKET}/folders"
+    args = ["folders", "--fg", str(raw["fg"]), "--alpha", str(raw["alpha"]), "--bg", str(raw["bg"]), "--workers", "1",
+            "--out", uri]
+    assert data_prep_main(args) == 2
+    err = capsys.readouterr().err
+    assert str(bad) in err and "corrupt or truncated" in err, err
+    assert "manifest.json" not in _objects(s3, "folders")
+    assert data_prep_main([*args, "--skip-bad"]) == 0
+    assert [s["path"] for s in read_manifest(uri).skipped] == [str(bad)]
+
+
+def test_missing_bucket_is_named(s3, capsys) -> None:
+    assert data_prep_main([*PREP, "--out", "s3://no-such-bucket/ds"]) == 2
+    err = capsys.readouterr().err
+    assert "s3://no-such-bucket/ds: bucket 'no-such-bucket' does not exist" in err and "a2u-staging" not in err
+    with pytest.raises(DatasetError, match="s3://no-such-bucket/ds: its bucket does not exist"):
+        pipeline.build_eval_loader("s3://no-such-bucket/ds")
