@@ -3,7 +3,8 @@
 The loaders read each member with one `os.pread` at the offset the DALI `.idx` gives (pipeline/dataset.py), which
 needs a local file; DALI's own webdataset reader is not used. So the shards of the kinds a loader reads are
 downloaded once into a cache folder, checked against the manifest (byte size and sha256), and reused by later runs
-and by other ranks on the same machine while they still match. The cache folder is `A2U_MATTING_CACHE` if set, else
+and by other ranks on the same machine while they still match (a stamp next to each verified copy spares
+re-hashing an unchanged file). The cache folder is `A2U_MATTING_CACHE` if set, else
 `~/.cache/a2u-matting`; shards live under `<cache>/shards/<bucket>/<prefix>/`.
 """
 from __future__ import annotations
@@ -33,8 +34,26 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+def _stamp(path: Path) -> Path:
+    return path.with_name(f".{path.name}.verified")
+
+
 def _matches(path: Path, entry: dict) -> bool:
-    return path.is_file() and path.stat().st_size == int(entry["bytes"]) and _sha256(path) == entry["sha256"]
+    """True if the cached tar is the manifest's one. A verified copy leaves a stamp (sha256, size, mtime), so an
+    unchanged file is not hashed again on every start."""
+    if not path.is_file():
+        return False
+    st = path.stat()
+    if st.st_size != int(entry["bytes"]):
+        return False
+    mark = f"{entry['sha256']} {st.st_size} {st.st_mtime_ns}"
+    stamp = _stamp(path)
+    if stamp.is_file() and stamp.read_text() == mark:
+        return True
+    if _sha256(path) != entry["sha256"]:
+        return False
+    stamp.write_text(mark)
+    return True
 
 
 def stage_shards(uri: str, entries: list[dict], error: type[Exception]) -> Path:
@@ -58,6 +77,7 @@ def stage_shards(uri: str, entries: list[dict], error: type[Exception]) -> Path:
         if not _matches(tar, entry):
             got = tar.stat().st_size
             tar.unlink()
+            _stamp(tar).unlink(missing_ok=True)
             raise error(f"{remote_tar}: does not match manifest.json ({got} bytes, sha256 differs or size "
                         f"{entry['bytes']} expected); rerun data_prep for this dataset")
         fetched += 1

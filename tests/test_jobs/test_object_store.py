@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import subprocess
 from pathlib import Path
 from typing import Iterator
@@ -133,6 +134,14 @@ def test_loaders_yield_what_they_yield_locally(datasets, caplog) -> None:
     caplog.clear()
     pipeline.build_eval_loader(datasets["uri"], split="test")
     assert "0 downloaded" in caplog.text                                # second use: from the cache
+
+    cached = next((Path(os.environ["A2U_MATTING_CACHE"]) / "shards" / BUCKET).rglob("test-000000.tar"))
+    data = bytearray(cached.read_bytes())
+    data[700] ^= 0xFF                                                   # a damaged cache copy, same size
+    cached.write_bytes(bytes(data))
+    caplog.clear()
+    again = list(pipeline.build_eval_loader(datasets["uri"], split="test", as_uint8=True))
+    assert "1 downloaded" in caplog.text and all((a["image"] == lo["image"]).all() for a, lo in zip(again, l_eval))
 
 
 def test_damaged_object_is_named(s3, datasets, monkeypatch, tmp_path, capsys) -> None:
