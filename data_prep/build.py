@@ -15,6 +15,7 @@ import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 from tqdm import tqdm
 
@@ -132,13 +133,16 @@ def _all_skipped(planning: list[dict], records: list[ShardRecord]) -> list[dict]
 def build(out_dir: Path, options: dict, plan: dict[str, list[Task]], *, workers: int, shard_bytes: int,
           skip_bad: bool, overwrite: bool, planning_skipped: list[dict] | None = None,
           extra_manifest: dict | None = None, encoding: str = DEFAULT_ENCODING,
-          executor: Executor | None = None) -> BuildResult:
+          executor: Executor | None = None,
+          on_shard: Callable[[Path, ShardRecord], None] | None = None) -> BuildResult:
     """Write every kind's shards (resuming where possible), then the manifest; raise BadInputError unless skip_bad.
 
     Tasks are encoded by `executor` (default: a local pool of `workers` processes; `ray_executor.RayExecutor` runs
     them on a Ray cluster) and written here in plan order, so the shards are the same whichever runs them.
     `encoding` ("png" or "raw", see formats/encoding.py) decides the image members' file type; it is recorded in
-    the manifest and should be part of `options` (so a directory is never resumed in another encoding)."""
+    the manifest and should be part of `options` (so a directory is never resumed in another encoding).
+    `on_shard(tar_path, record)` is called after each newly written shard is journalled (uploads to object storage
+    hook in here, data_prep/remote_build.py)."""
     if encoding not in ENCODINGS:
         raise ValueError(f"unknown shard encoding {encoding!r} (known: {', '.join(ENCODINGS)})")
     t0 = time.time()
@@ -163,6 +167,8 @@ def build(out_dir: Path, options: dict, plan: dict[str, list[Task]], *, workers:
     def journal(rec: ShardRecord) -> None:
         records.append(rec)
         write_progress(out_dir, options, [r.manifest_entry() for r in records])
+        if on_shard is not None:
+            on_shard(out_dir / rec.name, rec)
 
     write_progress(out_dir, options, [r.manifest_entry() for r in records])
     flat = [t for _, tasks, _ in todo for t in tasks]  # one pool for all kinds: workers stay warm

@@ -12,7 +12,10 @@ from typing import Callable
 
 from formats.encoding import DEFAULT_ENCODING, ENCODINGS
 
-from .build import BuildResult, DatasetExistsError, build
+from formats import object_store
+
+from .build import BuildResult, DatasetExistsError
+from .remote_build import build_at
 from .images import BadInputError
 from .manifest import ManifestError
 from .sources import InputError
@@ -54,7 +57,9 @@ _non_negative = int_at_least(0, "_non_negative")
 
 
 def _add_writer_options(p: argparse.ArgumentParser, *, val_default: int | None, test_default: int | None) -> None:
-    p.add_argument("--out", type=Path, required=True, help="output dataset directory")
+    p.add_argument("--out", type=_location, required=True,
+                   help="output dataset directory, or an s3://bucket/prefix URI (endpoint and credentials from "
+                        "AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_DEFAULT_REGION)")
     p.add_argument("--seed", type=int, default=0, help="seed for shuffling, splits and composite backgrounds")
     p.add_argument("--shard-size", type=parse_size, default=parse_size(DEFAULT_SHARD_SIZE),
                    help=f"target shard size (default {DEFAULT_SHARD_SIZE}; K/M/G = 1024-based)")
@@ -78,6 +83,11 @@ def _add_writer_options(p: argparse.ArgumentParser, *, val_default: int | None, 
     p.add_argument("--encoding", choices=ENCODINGS, default=DEFAULT_ENCODING,
                    help="image members as png (PNG/JPEG, small; default) or raw (.npy uint8 pixels, the same "
                         "pixels, several times larger, decoded at memcpy cost)")
+
+
+def _location(text: str) -> Path | str:
+    """A local path, or an `s3://` URI kept as text (a Path would collapse its double slash)."""
+    return text if object_store.is_remote(text) else Path(text)
 
 
 def _fraction(text: str) -> float:
@@ -200,14 +210,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("verify", help="check every shard against manifest.json and the data contract",
                        description="Sizes and sha256 vs manifest.json, decode every member, fg/alpha sizes, "
                                    "trimap values, DALI .idx. Exit 0 only if all is well.")
-    p.add_argument("dir", type=Path, help="dataset directory")
+    p.add_argument("dir", type=_location, help="dataset directory or s3://bucket/prefix")
     p.add_argument("--workers", type=_positive, default=os.cpu_count() or 1, help="processes (default CPU count)")
     p.set_defaults(func=cmd_verify)
 
     _add_trimap_parser(sub)
 
     p = sub.add_parser("stats", help="samples per kind, sizes, unknown-region fraction; optional preview sheet")
-    p.add_argument("dir", type=Path, help="dataset directory")
+    p.add_argument("dir", type=_location, help="dataset directory or s3://bucket/prefix")
     p.add_argument("--preview", type=Path, default=None, help="write a contact sheet PNG here")
     p.add_argument("--rows", type=_positive, default=8, help="foregrounds in the preview (default 8)")
     p.add_argument("--json", action="store_true", help="print the statistics as JSON")
@@ -241,7 +251,7 @@ def cmd_synthetic(args: argparse.Namespace) -> int:
                "encoding": args.encoding}
     preload_photos()
     plan = synthetic_plan(args.count, args.size, args.seed, v, t, args.test_composites, args.train_composites)
-    result = build(args.out, options, plan, workers=args.workers, shard_bytes=args.shard_size,
+    result = build_at(args.out, options, plan, workers=args.workers, shard_bytes=args.shard_size,
                    skip_bad=args.skip_bad, overwrite=args.overwrite, encoding=args.encoding, executor=_executor(args))
     return _report(result, args.out)
 
@@ -271,7 +281,7 @@ def _file_build(args: argparse.Namespace, command: str, inputs, test_count: int,
                "val_count": args.val_count, "test_count": test_count, "test_composites": args.test_composites,
                "val_composites": args.val_composites, "train_composites": args.train_composites,
                "shard_size": args.shard_size, "encoding": args.encoding}
-    result = build(args.out, options, plan, workers=args.workers, shard_bytes=args.shard_size, encoding=args.encoding,
+    result = build_at(args.out, options, plan, workers=args.workers, shard_bytes=args.shard_size, encoding=args.encoding,
                    skip_bad=args.skip_bad, overwrite=args.overwrite, planning_skipped=skipped,
                    extra_manifest=extra_manifest, executor=_executor(args))
     return _report(result, args.out)
@@ -324,7 +334,14 @@ def cmd_trimap(args: argparse.Namespace) -> int:
 def cmd_verify(args: argparse.Namespace) -> int:
     from .verify import verify_dataset
 
-    problems = verify_dataset(args.dir, workers=args.workers)
+    if object_store.is_remote(args.dir):
+        from .remote_copy import local_copy, to_uri
+
+        with local_copy(args.dir) as local:
+            problems = [(to_uri(p, local, args.dir), to_uri(m, local, args.dir))
+                        for p, m in verify_dataset(local, workers=args.workers)]
+    else:
+        problems = verify_dataset(args.dir, workers=args.workers)
     if not problems:
         print(f"{args.dir}: OK")
         return 0
@@ -339,7 +356,16 @@ def cmd_stats(args: argparse.Namespace) -> int:
 
     from .stats import compute_stats, write_preview
 
-    st = compute_stats(args.dir)
+    if object_store.is_remote(args.dir):
+        from .remote_copy import local_copy
+
+        with local_copy(args.dir) as local:
+            st = {**compute_stats(local), "dataset": args.dir}
+            if args.preview:
+                print(f"preview: {write_preview(local, args.preview, rows=args.rows)}")
+                args.preview = None
+    else:
+        st = compute_stats(args.dir)
     if args.json:
         print(json.dumps(st, indent=1))
     else:
@@ -367,7 +393,7 @@ def main(argv: list[str] | None = None) -> int:
     except BadInputError as exc:
         print(f"error: bad input: {exc} (fix or remove the file, or pass --skip-bad to skip it)", file=sys.stderr)
         return 2
-    except (DatasetExistsError, InputError, ManifestError) as exc:
+    except (DatasetExistsError, InputError, ManifestError, object_store.ObjectStoreError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -7,9 +7,11 @@ naming the file. Older manifests have no "encoding" field: their shards are PNG/
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from . import object_store
 from .encoding import DEFAULT_ENCODING, ENCODINGS
 
 FORMAT_VERSION = 1
@@ -25,7 +27,7 @@ class ManifestError(ValueError):
 class Manifest:
     """A validated manifest: where it is, its format version, shard encoding, build options and shard entries."""
 
-    path: Path
+    path: Path | str  # a str `s3://.../manifest.json` for a dataset on object storage
     format: int
     encoding: str
     options: dict
@@ -34,7 +36,9 @@ class Manifest:
     created: str | None = None
 
     @property
-    def dir(self) -> Path:
+    def dir(self) -> Path | str:
+        if object_store.is_remote(self.path):
+            return self.path.rsplit("/", 1)[0]
         return self.path.parent
 
     def shards_of(self, *kinds: str) -> list[dict]:
@@ -42,19 +46,48 @@ class Manifest:
         return [s for s in self.shards if s.get("kind") in kinds]
 
 
-def read_manifest(directory: str | Path) -> Manifest:
-    """Load and check `<directory>/manifest.json`; raise ManifestError naming the file (or directory) otherwise."""
+def _missing(directory: str | Path, remedy: str) -> ManifestError:
+    return ManifestError(f"{directory} has no {MANIFEST}, so it is not a finished data_prep dataset "
+                         f"(incomplete or never written); {remedy}")
+
+
+def _read_text(directory: str | os.PathLike, remedy: str) -> tuple[Path | str, str]:
+    """(manifest location, its text) from a local directory or an `s3://` prefix."""
+    if object_store.is_remote(directory):
+        path = object_store.join(str(directory), MANIFEST)
+        try:
+            data = object_store.read_bytes(path)
+        except FileNotFoundError as exc:
+            if not object_store.bucket_exists(str(directory)):
+                raise ManifestError(f"{directory}: its bucket does not exist at "
+                                    f"{os.environ.get('AWS_ENDPOINT_URL') or 'AWS'}; {remedy}") from exc
+            raise _missing(directory, remedy) from exc
+        except OSError as exc:
+            raise ManifestError(f"{path}: cannot be read ({exc})") from exc
+        try:
+            return path, data.decode()
+        except UnicodeDecodeError as exc:
+            raise ManifestError(f"{path}: not valid JSON ({exc}); {remedy}") from exc
     directory = Path(directory)
     path = directory / MANIFEST
-    remedy = REMEDY.format(dir=directory)
     if not directory.is_dir():
         raise ManifestError(f"dataset directory {directory} does not exist; {remedy}")
     if not path.is_file():
-        raise ManifestError(f"{directory} has no {MANIFEST}, so it is not a finished data_prep dataset "
-                            f"(incomplete or never written); {remedy}")
+        raise _missing(directory, remedy)
     try:
-        doc = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        return path, path.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ManifestError(f"{path}: not valid JSON ({exc}); {remedy}") from exc
+
+
+def read_manifest(directory: str | os.PathLike) -> Manifest:
+    """Load and check `<directory>/manifest.json` (`directory` may be an `s3://bucket/prefix` URI, see
+    formats/object_store.py); raise ManifestError naming the file (or directory) otherwise."""
+    remedy = REMEDY.format(dir=directory)
+    path, text = _read_text(directory, remedy)
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError as exc:
         raise ManifestError(f"{path}: not valid JSON ({exc}); {remedy}") from exc
     if not isinstance(doc, dict):
         raise ManifestError(f"{path}: not a manifest (a JSON {type(doc).__name__}, expected an object); {remedy}")

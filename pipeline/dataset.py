@@ -15,8 +15,11 @@ from pathlib import Path
 
 import numpy as np
 
+from formats import object_store
 from formats.manifest import REMEDY as _REMEDY
 from formats.manifest import Manifest, ManifestError, read_manifest
+
+from .staging import stage_shards
 
 log = logging.getLogger(__name__)
 
@@ -72,10 +75,14 @@ def _parse_index(tar: Path, idx: Path) -> tuple[list[str], dict[str, dict[str, M
 
 
 class Dataset:
-    """A `data_prep` dataset directory: validated manifest plus the shards of each kind."""
+    """A `data_prep` dataset directory (or `s3://` prefix): validated manifest plus the shards of each kind.
+
+    For an `s3://` dataset the shards of a kind are staged into a local cache when that kind is first read
+    (pipeline/staging.py); `Shard.path` is then the local copy."""
 
     def __init__(self, directory: str | os.PathLike) -> None:
-        self.dir = Path(directory)
+        self.remote = object_store.is_remote(directory)
+        self.dir: Path | str = str(directory).rstrip("/") if self.remote else Path(directory)
         try:
             self.manifest: Manifest = read_manifest(self.dir)
         except ManifestError as exc:
@@ -85,7 +92,7 @@ class Dataset:
         for entry in self.manifest.shards:
             kind = entry.get("kind")
             if kind in self.shards:
-                self.shards[kind].append(Shard(self.dir / entry["name"], kind))
+                self.shards[kind].append(Shard(Path(entry["name"]) if self.remote else self.dir / entry["name"], kind))
         self._loaded: set[str] = set()
 
     def require(self, *kinds: str, remedy: str | None = None) -> None:
@@ -98,9 +105,14 @@ class Dataset:
     def samples(self, kind: str) -> list[tuple[Shard, str]]:
         """Every (shard, key) of a kind, in manifest order; reads (and checks) the `.idx` of each tar once."""
         if kind not in self._loaded:
+            if self.remote:
+                names = {s.path.name for s in self.shards[kind]}
+                where = stage_shards(self.dir, [e for e in self.manifest.shards if e["name"] in names], DatasetError)
+                for shard in self.shards[kind]:
+                    shard.path = where / shard.path.name
             for shard in self.shards[kind]:
                 if not shard.path.is_file():
-                    raise DatasetError(f"{shard.path}: listed in {self.dir / 'manifest.json'} but missing; "
+                    raise DatasetError(f"{shard.path}: listed in {self.manifest.path} but missing; "
                                        "rerun data_prep for this directory")
                 idx = shard.path.with_suffix(".idx")
                 if not idx.is_file():
