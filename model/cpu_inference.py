@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 __all__ = ["MODES", "ENV", "set_cpu_inference", "cpu_inference", "current_mode", "fold_batchnorm",
-           "folded_copy", "inference_copy", "wants_fast_path", "describe"]
+           "folded_copy", "inference_copy", "wants_fast_path", "describe", "path_for"]
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +81,15 @@ def describe(mode: str | None = None) -> str:
         return ("fast CPU path: BatchNorm folded into convolutions, channels-last, phase-split A2U reassembly "
                 f"(${ENV}=reference for the eager reference)")
     return "reference CPU path: eager net as trained (NCHW, BatchNorm, training tap loop)"
+
+
+def path_for(net: nn.Module, device: torch.device) -> str:
+    """One line naming the path ``net`` takes on ``device`` for inference (the `jobs predict` log line)."""
+    if device.type != "cpu":
+        return f"{device.type}: the net as trained (reassembly backend of model/fused_ops.py)"
+    if not hasattr(net, "forward_features"):
+        return "CPU: the logged torch.export graph as it is (no fast copy of an exported graph)"
+    return describe()
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -158,6 +167,9 @@ def inference_copy(net: nn.Module) -> nn.Module:
     fast, count = folded_copy(net)
     fast = fast.to(memory_format=torch.channels_last)
     net.__dict__[_CACHE_ATTR] = (key, fast)
+    if not log.hasHandlers():  # e.g. inside `mlflow models serve`, which sets up only MLflow's own loggers
+        log.addHandler(logging.StreamHandler())
+        log.setLevel(logging.INFO)
     log.info("%s; %d BatchNorm layers folded", describe("fast"), count)
     return fast
 
