@@ -10,7 +10,8 @@ image with a trimap whose unknown band covers about a third of the pixels.
 path (the default), onnxruntime on the exported ONNX file — and closed-form matting (pymatting's
 ``estimate_alpha_cf``, a different method: its difference is a quality difference, not rounding). Per path: seconds
 per image and per megapixel (best of ``--rounds`` rounds, each round running every path back to back), peak RSS,
-and the max abs difference of the raw output from PyTorch eager.
+and the max abs difference of the raw output from PyTorch eager. ``interleaved``: the same paths in one process,
+image by image in rotating order (load on a shared machine then falls on all paths alike; no memory figures).
 
     .venv/bin/python benchmarks/bench_inference.py speed --sizes 512 1024 2048 4096
     .venv/bin/python benchmarks/bench_inference.py speed --sizes 1024 --max-pixels 1000000000   # force untiled
@@ -18,6 +19,7 @@ and the max abs difference of the raw output from PyTorch eager.
     .venv/bin/python benchmarks/bench_inference.py speed --sizes 4096 --max-tiles 1   # peak RSS, time extrapolated
     MLFLOW_TRACKING_URI=sqlite:///$PWD/runs/mlflow.db .venv/bin/python benchmarks/bench_inference.py paths \
         --model models:/a2u-matting@champion --sets real-dev 1mpx 4mpx --rounds 2
+    ... benchmarks/bench_inference.py interleaved --model models:/a2u-matting@champion --onnx a2u.onnx --rounds 3
 """
 from __future__ import annotations
 
@@ -323,6 +325,63 @@ def run_paths(args: argparse.Namespace) -> None:
     print(f"# load average after: {_load_average()}")
 
 
+def run_interleaved(args: argparse.Namespace) -> None:
+    """All paths in one process, image by image in rotating order, `rounds` times: on a shared machine the load
+    then falls on every path alike (peak memory needs the per-process `paths` mode). Median over rounds."""
+    import statistics
+
+    import pymatting
+    import torch
+
+    from model.cpu_inference import cpu_inference
+    from model.inference import predict_raw
+
+    torch.set_num_threads(args.threads)
+    net = _load_model(args.model)
+    onnx_net = _OnnxNet(args.onnx, args.threads) if "onnxruntime" in args.paths else None
+
+    def run(path: str, image: np.ndarray, trimap: np.ndarray) -> np.ndarray:
+        if path == "closed-form":
+            return pymatting.estimate_alpha_cf(image / 255.0, trimap / 255.0).astype(np.float32)
+        with cpu_inference("reference" if path == "eager" else "fast"):
+            return predict_raw(onnx_net if path == "onnxruntime" else net, image, trimap)
+
+    print(f"# interleaved, model {args.model}, threads {args.threads}, rounds {args.rounds}, "
+          f"load average {_load_average()}")
+    print("| set (mean Mpx/image) | path | s / image | s / Mpx | speed-up vs eager | vs closed-form "
+          "| max abs diff vs eager (raw) |")
+    print("|---|---|---|---|---|---|---|")
+    for set_name in args.sets:
+        pairs = load_set(set_name)
+        warm = synthetic_pair(64)
+        for path in args.paths:
+            run(path, *warm)
+        per_round: dict[str, list[float]] = {p: [] for p in args.paths}
+        outputs: dict[str, dict[str, np.ndarray]] = {p: {} for p in args.paths}
+        for round_index in range(args.rounds):
+            spent = dict.fromkeys(args.paths, 0.0)
+            for index, (key, image, trimap) in enumerate(pairs):
+                shift = (index + round_index) % len(args.paths)
+                for path in args.paths[shift:] + args.paths[:shift]:
+                    start = time.perf_counter()
+                    outputs[path][key] = run(path, image, trimap)
+                    spent[path] += time.perf_counter() - start
+            for path in args.paths:
+                per_round[path].append(spent[path])
+        pixels = sum(t.size for _, _, t in pairs)
+        median = {p: statistics.median(v) for p, v in per_round.items()}
+        for path in args.paths:
+            diff = "—"
+            if "eager" in outputs:
+                diff = f"{max(float(np.abs(outputs[path][k] - outputs['eager'][k]).max()) for k in outputs[path]):.2g}"
+                diff += " (other method)" if path == "closed-form" else ""
+            vs_eager = f"{median['eager'] / median[path]:.2f}×" if "eager" in median else "—"
+            vs_cf = f"{median['closed-form'] / median[path]:.2f}×" if "closed-form" in median else "—"
+            print(f"| {set_name} ({pixels / 1e6 / len(pairs):.3f}) | {path} | {median[path] / len(pairs):.3f} | "
+                  f"{median[path] / (pixels / 1e6):.2f} | {vs_eager} | {vs_cf} | {diff} |", flush=True)
+    print(f"# load average after: {_load_average()}")
+
+
 def _spawn(args: list[str], timeout: float) -> dict:
     proc = subprocess.run([sys.executable, __file__, *args], capture_output=True, text=True, timeout=timeout,
                           cwd=REPO_ROOT)
@@ -340,7 +399,7 @@ def _header() -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("mode", choices=["speed", "compare", "paths", "child-speed", "child-compare", "child-export",
+    parser.add_argument("mode", choices=["speed", "compare", "paths", "interleaved", "child-speed", "child-compare", "child-export",
                                          "child-path"])
     parser.add_argument("--model", default="random", help="paths: `random` or a model URI / checkpoint")
     parser.add_argument("--sets", nargs="+", choices=list(SETS), default=list(SETS))
@@ -383,6 +442,9 @@ def main() -> None:
     print(_header())
     if args.mode == "paths":
         run_paths(args)
+        return
+    if args.mode == "interleaved":
+        run_interleaved(args)
         return
     common = ["--overlap", str(overlap), "--threads", str(args.threads)]
     if args.mode == "speed":

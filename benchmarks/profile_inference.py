@@ -92,6 +92,32 @@ def ort_op_times(onnx_file: str, x: np.ndarray, repeats: int, threads: int, top:
     return rows, wall
 
 
+def ort_settings(onnx_file: str, x: np.ndarray, repeats: int) -> list[tuple[str, int, float]]:
+    """(graph optimisation level, intra-op threads, mean wall ms per run) over the levels and 1–2 threads."""
+    import onnxruntime as ort
+
+    levels = {"disabled": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+              "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+              "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+              "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL}
+    rows = []
+    for label, level in levels.items():
+        for threads in (1, 2):
+            options = ort.SessionOptions()
+            options.log_severity_level = 3
+            options.graph_optimization_level = level
+            options.intra_op_num_threads = threads
+            options.inter_op_num_threads = 1
+            session = ort.InferenceSession(onnx_file, options, providers=["CPUExecutionProvider"])
+            name = session.get_inputs()[0].name
+            session.run(None, {name: x})
+            start = time.perf_counter()
+            for _ in range(repeats):
+                session.run(None, {name: x})
+            rows.append((label, threads, 1000 * (time.perf_counter() - start) / repeats))
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--size", type=int, nargs=2, default=[272, 256], metavar=("H", "W"))
@@ -100,12 +126,14 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--top", type=int, default=12)
+    parser.add_argument("--ort-settings", action="store_true", help="also time every optimisation level × 1/2 threads")
+    parser.add_argument("--skip-torch", action="store_true", help="profile only the ONNX file")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     net = _load_model(args.model)
     x = torch.randn(1, 4, *args.size, generator=torch.Generator().manual_seed(0))
     print(f"# torch {torch.__version__}, {args.threads} threads, input {tuple(x.shape)}, model {args.model}")
-    for mode in ("reference", "fast"):
+    for mode in () if args.skip_torch else ("reference", "fast"):
         with cpu_inference(mode):
             timed = inference_copy(net) if mode == "fast" else net
             layers = layer_times(net, timed, x, args.repeats)
@@ -122,6 +150,11 @@ def main() -> None:
               "\n\n| op type | ms | nodes |\n|---|---|---|")
         for name, ms, count in rows:
             print(f"| {name} | {ms:.1f} | {count} |")
+        if args.ort_settings:
+            print("\n## onnxruntime: optimisation level and threads, wall ms per run\n\n| level | threads | ms |\n"
+                  "|---|---|---|")
+            for label, threads, ms in ort_settings(args.onnx, x.numpy(), args.repeats):
+                print(f"| {label} | {threads} | {ms:.0f} |")
 
 
 if __name__ == "__main__":

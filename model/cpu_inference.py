@@ -167,11 +167,21 @@ def inference_copy(net: nn.Module) -> nn.Module:
     fast, count = folded_copy(net)
     fast = fast.to(memory_format=torch.channels_last)
     net.__dict__[_CACHE_ATTR] = (key, fast)
-    if not log.hasHandlers():  # e.g. inside `mlflow models serve`, which sets up only MLflow's own loggers
-        log.addHandler(logging.StreamHandler())
-        log.setLevel(logging.INFO)
-    log.info("%s; %d BatchNorm layers folded", describe("fast"), count)
+    _announce(f"{describe('fast')}; {count} BatchNorm layers folded")
     return fast
+
+
+def _announce(message: str) -> None:
+    """Log ``message`` at INFO, once per built copy. Where INFO would be dropped and nobody has set this module's
+    logger (``mlflow models serve`` leaves the root logger at WARNING), this logger gets its own stderr handler at
+    INFO, so a server says which path it took; setting this logger's level silences it."""
+    if log.level == logging.NOTSET and not log.isEnabledFor(logging.INFO):
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        log.addHandler(handler)
+        log.setLevel(logging.INFO)
+        log.propagate = False
+    log.info(message)
 
 
 def drop_cache(state: dict) -> dict:
