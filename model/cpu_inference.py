@@ -67,10 +67,12 @@ def current_mode() -> str:
 
 
 def wants_fast_path(net: nn.Module, x: torch.Tensor) -> bool:
-    """True for an eval-mode, gradient-free float32/float64 CPU call outside export/tracing with the mode ``fast``
-    (float64 runs it too so that tests can check that the rewrite is exact apart from float32 rounding)."""
+    """True for an eval-mode, gradient-free float32/float64 CPU call outside export, torch.compile and tracing, with
+    the mode ``fast`` (float64 runs it too so that tests can check that the rewrite is exact apart from float32
+    rounding)."""
     return (not net.training and not torch.is_grad_enabled() and x.device.type == "cpu"
-            and x.dtype in (torch.float32, torch.float64) and not torch.compiler.is_exporting() and not torch.jit.is_tracing()
+            and x.dtype in (torch.float32, torch.float64) and not torch.compiler.is_exporting()
+            and not torch.compiler.is_compiling() and not torch.jit.is_tracing()
             and not torch.jit.is_scripting() and current_mode() == "fast")
 
 

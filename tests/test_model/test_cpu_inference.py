@@ -161,3 +161,18 @@ def test_mode_validation(monkeypatch: pytest.MonkeyPatch) -> None:
     with cpu_inference.cpu_inference("fast"):
         assert cpu_inference.current_mode() == "fast"
     assert cpu_inference.current_mode() == "reference"
+
+
+def test_torch_compile_of_an_eval_net_traces_the_module_itself() -> None:
+    """Under torch.compile the net is traced as it is (no inference copy is built inside the graph) in one graph."""
+    import torch._dynamo
+
+    torch._dynamo.reset()
+    net = _trained_like_net(7, torch.float64)
+    compiled = torch.compile(net, backend="eager", fullgraph=True)  # a graph break raises
+    x = torch.randn(1, 4, 32, 32, dtype=torch.float64)
+    with torch.no_grad(), cpu_inference.cpu_inference("fast"):
+        got = compiled(x)
+    assert cpu_inference._CACHE_ATTR not in net.__dict__
+    torch.testing.assert_close(got, _reference(net, x), rtol=1e-10, atol=1e-10)
+    torch._dynamo.reset()
