@@ -90,7 +90,18 @@ def _example(shape: tuple[int, ...], seed: int) -> torch.Tensor:
 
 
 def _export_onnx(net: torch.nn.Module, out: Path) -> None:
-    """torch.export-based ONNX exporter with symbolic batch, H = 16·h and W = 16·w."""
+    """torch.export-based ONNX exporter with symbolic batch, H = 16·h and W = 16·w.
+
+    What is written is the net's inference form: BatchNorms folded into the convolutions (model/cpu_inference.py)
+    and the phase-split reassembly (model/phase_ops.py), which onnxruntime runs 4× faster than the earlier
+    row-vectorised graph (benchmarks/RESULTS.md, "inference on CPU"); `verify_export` checks it against the eager
+    net as trained."""
+    from model.cpu_inference import folded_copy
+    from model.net import A2UMatting
+
+    if isinstance(net, A2UMatting):
+        net, folded = folded_copy(net)
+        log.info("ONNX export of the inference form: %d BatchNorm layers folded, phase-split reassembly", folded)
     batch = torch.export.Dim("batch", min=1, max=1024)
     h16 = torch.export.Dim("h16", min=2, max=1024)
     w16 = torch.export.Dim("w16", min=2, max=1024)
@@ -126,11 +137,13 @@ def _first_lines(exc: BaseException, n: int = 3) -> str:
 
 def verify_export(net: torch.nn.Module, path: Path, fmt: str, tolerance: float = TOLERANCE) -> dict[str, float]:
     """Run the exported file and the net on random inputs of `CHECK_SHAPES`; JobError if any max |diff| > tolerance."""
+    from model.cpu_inference import cpu_inference
+
     run = _onnx_runner(path) if fmt == "onnx" else _torchscript_runner(path)
     errors: dict[str, float] = {}
     for i, shape in enumerate(CHECK_SHAPES):
         x = _example(shape, 100 + i)
-        with torch.no_grad():
+        with torch.no_grad(), cpu_inference("reference"):  # the eager net as trained, not its fast CPU copy
             want = net(x).numpy()
         try:
             got = run(x.numpy())
@@ -148,12 +161,22 @@ def verify_export(net: torch.nn.Module, path: Path, fmt: str, tolerance: float =
     return errors
 
 
-def _onnx_runner(path: Path):
+def onnx_session(path: str | Path, threads: int | None = None):
+    """An onnxruntime CPU session with every graph optimisation on (ORT_ENABLE_ALL: constant folding, node fusions,
+    NCHWc layouts) and `threads` intra-op threads (None: one per physical core, onnxruntime's default)."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     options.log_severity_level = 3
-    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    if threads:
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def _onnx_runner(path: Path, threads: int | None = None):
+    session = onnx_session(path, threads)
     name = session.get_inputs()[0].name
     return lambda x: session.run(None, {name: x})[0]
 

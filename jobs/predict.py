@@ -100,6 +100,7 @@ def run_predict(model: str, image: str, trimap: str | None, out: str, device: st
     """Write one 8-bit alpha PNG per input image; returns the written paths. Exactly one of `trimap` and `mask`
     (a coarse binary mask, made into a trimap with `band`) is given. Existing files are replaced only with
     `overwrite`, and an input is never an output."""
+    from model.cpu_inference import path_for
     from model.inference import DEFAULT_MAX_PIXELS
 
     from jobs.model_uri import load_net, pick_device
@@ -111,6 +112,7 @@ def run_predict(model: str, image: str, trimap: str | None, out: str, device: st
     t0 = time.time()
     net = load_net(model, dev)
     log.info("loaded %s on %s in %.1f s", model, dev, time.time() - t0)
+    log.info("inference path: %s", path_for(net, dev))
     log.info("inference: tta %s, pad %s, tiles above %d pixels", tta, pad, max_pixels or DEFAULT_MAX_PIXELS)
     written = []
     for img_path, tri_path, out_path in tqdm(pairs, desc="predict", unit="img", disable=len(pairs) < 2):

@@ -20,6 +20,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from model import cpu_inference
 from model.aspp import ASPP
 from model.blocks import LEAKY_SLOPE, ResidualBlock, conv_bn_act, leaky
 from model.kernel_generator import A2UKernelGenerator
@@ -212,7 +213,17 @@ class A2UMatting(nn.Module):
                 "dec4": dec4, "dec3": dec3, "dec2": dec2, "dec1": dec1, "out": out}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Raw alpha. Eval-mode, gradient-free float32 CPU calls run the fast inference copy of
+        :mod:`model.cpu_inference` (same numbers up to float rounding); everything else runs this module as is."""
+        if cpu_inference.wants_fast_path(self, x):
+            self.check_input(x)
+            fast = cpu_inference.inference_copy(self)
+            return fast.forward_features(x.contiguous(memory_format=torch.channels_last))["out"].contiguous()
         return self.forward_features(x)["out"]
+
+    def __getstate__(self) -> dict:
+        """Pickle (MLflow logging, deepcopy) without the cached CPU inference copy."""
+        return cpu_inference.drop_cache(super().__getstate__())
 
 
 def count_parameters(net: nn.Module, trainable_only: bool = True) -> int:

@@ -20,6 +20,8 @@ from typing import Callable, Optional
 import torch
 import torch.nn.functional as F
 
+from model import cpu_inference, phase_ops
+
 __all__ = [
     "a2u_upsample",
     "a2u_downsample",
@@ -133,21 +135,6 @@ def _up_forward(features: torch.Tensor, kernels: torch.Tensor, k: int, groups: i
     return out.reshape(n, c, h * scale, w * scale).to(features.dtype)
 
 
-def _up_forward_rows(features: torch.Tensor, kernels: torch.Tensor, k: int, groups: int, scale: int) -> torch.Tensor:
-    """Same sum, one kernel row (k taps) per step: k× fewer graph nodes, one transient k×output buffer."""
-    n, c, h, w = features.shape
-    acc = _acc_dtype(features.dtype)
-    padded, kmap = _up_views(features, kernels, k, groups, scale)
-    windows = padded.unfold(3, k, 1).unfold(4, k, 1)
-    out = None
-    for i in range(k):
-        row = windows[..., i, :].unsqueeze(4).unsqueeze(6)  # N×G×Cg×h×1×w×1×k
-        weight = kmap[:, :, i * k:(i + 1) * k].permute(0, 1, 3, 4, 5, 6, 2).unsqueeze(2)  # N×G×1×h×r×w×r×k
-        part = (row * weight).sum(dim=-1, dtype=acc)
-        out = part if out is None else out + part
-    return out.reshape(n, c, h * scale, w * scale).to(features.dtype)
-
-
 def _up_backward(grad_out: torch.Tensor, features: torch.Tensor, kernels: torch.Tensor, k: int, groups: int,
                  scale: int, need_features: bool, need_kernels: bool):
     n, c, h, w = features.shape
@@ -229,16 +216,19 @@ def unfold_downsample(features: torch.Tensor, kernels: torch.Tensor, kernel_size
 
 
 def _reference(features: torch.Tensor, kernels: torch.Tensor, k: int, groups: int, scale: int,
-               forward_fn: Callable[..., torch.Tensor], rows_fn: Callable[..., torch.Tensor],
-               backward_fn: Callable[..., tuple], unfold_fn: Callable[..., torch.Tensor],
-               low_res_pixels: int, op: str) -> torch.Tensor:
+               forward_fn: Callable[..., torch.Tensor], backward_fn: Callable[..., tuple],
+               unfold_fn: Callable[..., torch.Tensor], low_res_pixels: int, op: str) -> torch.Tensor:
     """Pick the formulation of one reassembly (see reference_upsample) and run it."""
     kernels = kernels.to(features.dtype)  # mixed dtypes under autocast; no-op otherwise
+    phase_fn = phase_ops.phase_upsample if op == "upsample" else phase_ops.phase_downsample
     if torch.compiler.is_exporting():
-        return rows_fn(features, kernels, k, groups, scale)
+        return phase_fn(features, kernels, k, groups, scale)
+    needs_grad = torch.is_grad_enabled() and (features.requires_grad or kernels.requires_grad)
+    if not needs_grad and features.device.type == "cpu" and cpu_inference.current_mode() == "fast":
+        return phase_fn(features, kernels, k, groups, scale)
     if features.device.type == "cpu" and low_res_pixels <= SMALL_MAP_PIXELS[op]:
         return unfold_fn(features, kernels, k, groups, scale)
-    if torch.is_grad_enabled() and (features.requires_grad or kernels.requires_grad):
+    if needs_grad:
         return _TapLoopFunction.apply(features, kernels, k, groups, scale, forward_fn, backward_fn)
     return forward_fn(features, kernels, k, groups, scale)
 
@@ -247,12 +237,13 @@ def reference_upsample(features: torch.Tensor, kernels: torch.Tensor, kernel_siz
                        scale: int = 2) -> torch.Tensor:
     """Plain-PyTorch A2U upsampling (§2.1) without argument checks; the reference every fast path must match.
 
-    With a gradient to track: the tap-loop autograd.Function (saves only the inputs). Without: the tap-loop
-    forward. Under ``torch.export``: the row-vectorised forward (same sum, k× fewer graph nodes, so exporting
-    the net takes seconds rather than minutes and the graph stays small for ONNX). Tiny maps on CPU
-    (``SMALL_MAP_PIXELS``): the unfold formulation, which is faster there.
+    With a gradient to track: the tap-loop autograd.Function (saves only the inputs). Without one on CPU (mode
+    ``fast`` of :mod:`model.cpu_inference`) and under ``torch.export``: the phase-split forward of
+    :mod:`model.phase_ops` (contiguous taps; its ONNX graph runs 4× faster under onnxruntime than the earlier
+    row-vectorised form, RESULTS.md). Otherwise the tap-loop forward, or for tiny maps on CPU with a gradient
+    (``SMALL_MAP_PIXELS``) the unfold formulation, which is faster there.
     """
-    return _reference(features, kernels, kernel_size, groups, scale, _up_forward, _up_forward_rows, _up_backward,
+    return _reference(features, kernels, kernel_size, groups, scale, _up_forward, _up_backward,
                       unfold_upsample, features.shape[-2] * features.shape[-1], "upsample")
 
 
@@ -291,22 +282,6 @@ def _down_forward(features: torch.Tensor, kernels: torch.Tensor, k: int, groups:
     return out.reshape(n, c, h, w).to(features.dtype)
 
 
-def _down_forward_rows(features: torch.Tensor, kernels: torch.Tensor, k: int, groups: int,
-                       scale: int) -> torch.Tensor:
-    """Same sum, one kernel row (k taps) per step: k× fewer graph nodes, one transient k×output buffer."""
-    n, c, big_h, big_w = features.shape
-    h, w = big_h // scale, big_w // scale
-    acc = _acc_dtype(features.dtype)
-    padded, kmap = _down_views(features, kernels, k, groups, scale)
-    windows = _down_windows(padded, k, scale, h, w)
-    out = None
-    for i in range(k):
-        weight = kmap[:, :, i * k:(i + 1) * k].permute(0, 1, 3, 4, 2).unsqueeze(2)  # N×G×1×h×w×k
-        part = (windows[..., i, :] * weight).sum(dim=-1, dtype=acc)
-        out = part if out is None else out + part
-    return out.reshape(n, c, h, w).to(features.dtype)
-
-
 def _down_backward(grad_out: torch.Tensor, features: torch.Tensor, kernels: torch.Tensor, k: int, groups: int,
                    scale: int, need_features: bool, need_kernels: bool):
     n, c, big_h, big_w = features.shape
@@ -338,12 +313,13 @@ def reference_downsample(features: torch.Tensor, kernels: torch.Tensor, kernel_s
                          scale: int = 2) -> torch.Tensor:
     """Plain-PyTorch A2U downsampling (§2.2) without argument checks; the reference every fast path must match.
 
-    With a gradient to track: the tap-loop autograd.Function (saves only the inputs). Without: the tap-loop
-    forward. Under ``torch.export``: the row-vectorised forward (same sum, k× fewer graph nodes, so exporting
-    the net takes seconds rather than minutes and the graph stays small for ONNX). Tiny maps on CPU
-    (``SMALL_MAP_PIXELS``): the unfold formulation, which is faster there.
+    With a gradient to track: the tap-loop autograd.Function (saves only the inputs). Without one on CPU (mode
+    ``fast`` of :mod:`model.cpu_inference`) and under ``torch.export``: the phase-split forward of
+    :mod:`model.phase_ops` (contiguous taps; its ONNX graph runs 4× faster under onnxruntime than the earlier
+    row-vectorised form, RESULTS.md). Otherwise the tap-loop forward, or for tiny maps on CPU with a gradient
+    (``SMALL_MAP_PIXELS``) the unfold formulation, which is faster there.
     """
-    return _reference(features, kernels, kernel_size, groups, scale, _down_forward, _down_forward_rows,
+    return _reference(features, kernels, kernel_size, groups, scale, _down_forward,
                       _down_backward, unfold_downsample, kernels.shape[-2] * kernels.shape[-1], "downsample")
 
 

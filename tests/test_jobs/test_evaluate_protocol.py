@@ -147,6 +147,7 @@ def test_predict_with_a_mask_runs_end_to_end_on_a_real_image(registered: dict, t
                    "--out", str(out), "--mask-radius", "6"])
     assert rc == 0, capsys.readouterr().err
     assert "unknown band 13 px wide (radius 6 px (fixed))" in caplog.text
+    assert "inference path: fast CPU path" in caplog.text  # the default on CPU, and said in the log
     matte = np.asarray(Image.open(out))
     trimap = trimap_from_mask(mask, 6).trimap
     assert matte.shape == alpha.shape

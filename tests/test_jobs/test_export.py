@@ -13,6 +13,7 @@ from mlflow.tracking import MlflowClient
 
 from jobs.cli import main
 from jobs.export import export_model
+from model.cpu_inference import cpu_inference
 
 pytestmark = pytest.mark.slow  # the ONNX export of the full net: ~2.5 min on 2 busy cores (errors: test_export_errors.py)
 
@@ -42,7 +43,7 @@ def test_onnx_export_dynamic_and_matches_pytorch(registered: dict, tmp_path: Pat
     session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
     name = session.get_inputs()[0].name
     for x in _inputs():
-        with torch.no_grad():
+        with torch.no_grad(), cpu_inference("reference"):  # the eager net as trained
             want = registered["net"](x).numpy()
         got = session.run(None, {name: x.numpy()})[0]
         assert got.shape == (x.shape[0], 1, x.shape[2], x.shape[3])
@@ -56,8 +57,9 @@ def test_torchscript_export_dynamic_and_matches_pytorch(registered: dict, tmp_pa
     assert result.run_id == registered["run_id"] and set(result.max_abs_error) == {"2x4x64x64", "1x4x96x128"}
     module = torch.jit.load(str(out))
     for x in _inputs():
-        with torch.no_grad(), torch.jit.optimized_execution(False):
+        with torch.no_grad(), cpu_inference("reference"):
             want = registered["net"](x)
+        with torch.no_grad(), torch.jit.optimized_execution(False):
             got = module(x)
         assert got.shape == want.shape
         assert (got - want).abs().max().item() <= 1e-4, tuple(x.shape)

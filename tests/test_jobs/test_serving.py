@@ -62,3 +62,4 @@ def test_serve_registered_champion(tmp_path: Path, monkeypatch) -> None:
     finally:
         stop_process_group(proc)
     assert proc.poll() is not None
+    assert "fast CPU path" in log.read_text()  # the served model says which inference path it took

@@ -7,8 +7,9 @@ import pytest
 import torch
 
 from model import ops
-from model.ops import (_down_forward_rows, _up_forward_rows, a2u_downsample, a2u_upsample, downsample_offset,
+from model.ops import (_down_forward, _up_forward, a2u_downsample, a2u_upsample, downsample_offset,
                        reference_downsample, reference_upsample)
+from model.phase_ops import phase_downsample, phase_upsample
 
 
 @pytest.fixture(autouse=True, params=["tap-loop", "unfold"])
@@ -162,27 +163,31 @@ def test_low_precision_agrees_with_float64(dtype, tol):
                                a2u_downsample(xd, md, 6, 2), rtol=tol, atol=tol)
 
 
-def test_no_grad_path_equals_autograd_path():
+def test_no_grad_path_equals_autograd_path(formulation: str):
+    """Without a gradient the phase-split forward runs; it sums the taps in the tap loop's order (bit for bit),
+    while the unfold form that tiny maps take with a gradient sums them in another (rounding only)."""
+    exact = {"rtol": 0, "atol": 0} if formulation == "tap-loop" else {}
     x, m = _inputs((1, 4, 4, 4), (1, 9, 8, 8))
     with torch.no_grad():
         plain = reference_upsample(x, m, 3, 1, 2)
     tracked = reference_upsample(x.clone().requires_grad_(), m, 3, 1, 2)
-    torch.testing.assert_close(plain, tracked.detach(), rtol=0, atol=0)
+    torch.testing.assert_close(plain, tracked.detach(), **exact)
     x, m = _inputs((1, 4, 8, 8), (1, 36, 4, 4))
     with torch.no_grad():
         plain = reference_downsample(x, m, 6, 1, 2)
     tracked = reference_downsample(x, m.clone().requires_grad_(), 6, 1, 2)
-    torch.testing.assert_close(plain, tracked.detach(), rtol=0, atol=0)
+    torch.testing.assert_close(plain, tracked.detach(), **exact)
 
 
 @pytest.mark.parametrize("case", UP_CASES[:4])
-def test_row_vectorised_export_form_equals_tap_loop(case):
+def test_phase_split_inference_form_equals_tap_loop(case):
+    """The forward that no-grad CPU calls and exported graphs use (model/phase_ops.py) sums the same taps."""
     n, c, h, w, k, groups, r = case
     x, m = _inputs((n, c, h, w), (n, groups * k * k, h * r, w * r))
-    torch.testing.assert_close(_up_forward_rows(x, m, k, groups, r), a2u_upsample(x, m, k, groups, r))
+    torch.testing.assert_close(phase_upsample(x, m, k, groups, r), _up_forward(x, m, k, groups, r))
     n, c, big_h, big_w, k, groups, r = DOWN_CASES[UP_CASES.index(case)]
     x, m = _inputs((n, c, big_h, big_w), (n, groups * k * k, big_h // r, big_w // r))
-    torch.testing.assert_close(_down_forward_rows(x, m, k, groups, r), a2u_downsample(x, m, k, groups, r))
+    torch.testing.assert_close(phase_downsample(x, m, k, groups, r), _down_forward(x, m, k, groups, r))
 
 
 def test_non_contiguous_inputs():
@@ -241,18 +246,23 @@ def test_cuda_matches_cpu():
 
 
 def test_small_maps_take_the_unfold_form_on_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
-    """With the shipped thresholds, maps at or below SMALL_MAP_PIXELS go through unfold, larger ones the tap loop."""
+    """With a gradient to track and the shipped thresholds, maps at or below SMALL_MAP_PIXELS go through unfold,
+    larger ones the tap loop; without a gradient every size takes the phase-split forward."""
     monkeypatch.setattr(ops, "SMALL_MAP_PIXELS", {"upsample": 64, "downsample": 16})
     calls: list[str] = []
     for name in ("unfold_upsample", "unfold_downsample"):
         real = getattr(ops, name)
         monkeypatch.setattr(ops, name, lambda *a, _real=real, _name=name: calls.append(_name) or _real(*a))
     x, m = _inputs((1, 4, 8, 8), (1, 9, 16, 16))
-    a2u_upsample(x, m, 3)                       # 64 low-res pixels: unfold
+    with torch.no_grad():
+        a2u_upsample(x, m, 3)                   # no gradient: phase-split
+    a2u_upsample(x.requires_grad_(), m, 3)      # 64 low-res pixels: unfold
     x, m = _inputs((1, 4, 8, 16), (1, 9, 16, 32))
-    a2u_upsample(x, m, 3)                       # 128: tap loop
+    a2u_upsample(x.requires_grad_(), m, 3)      # 128: tap loop
     x, m = _inputs((1, 4, 8, 8), (1, 36, 4, 4))
-    a2u_downsample(x, m, 6)                     # 16 output pixels: unfold
+    with torch.no_grad():
+        a2u_downsample(x, m, 6)                 # no gradient: phase-split
+    a2u_downsample(x.requires_grad_(), m, 6)    # 16 output pixels: unfold
     x, m = _inputs((1, 4, 16, 8), (1, 36, 8, 4))
-    a2u_downsample(x, m, 6)                     # 32: tap loop
+    a2u_downsample(x.requires_grad_(), m, 6)    # 32: tap loop
     assert calls == ["unfold_upsample", "unfold_downsample"]
