@@ -96,7 +96,7 @@ def run_demo(workdir: str = "runs/demo", fresh: bool = False) -> int:
     t = time.time()
     _run([sys.executable, "-m", "data_prep", "synthetic", "--out", str(data), "--count", str(SYNTHETIC["count"]),
           "--size", str(SYNTHETIC["size"]), "--seed", str(SYNTHETIC["seed"]), "--test-count",
-          str(SYNTHETIC["test_count"])])
+          str(SYNTHETIC["test_count"]), "--overwrite"])  # the demo's own folder: an older demo's data is replaced
     timings["data_prep"] = time.time() - t
 
     _banner("2/4 train jobs/configs/demo_cpu.yaml on local Ray, 2 workers (progress below every few steps)")
