@@ -106,9 +106,9 @@ def run_training(cfg: TrainConfig) -> TrainOutcome:
     cfg.data.dataset_dir = str(Path(cfg.data.dataset_dir).expanduser().resolve()) \
         if "://" not in cfg.data.dataset_dir else cfg.data.dataset_dir
     check_dataset(cfg.data.dataset_dir, cfg.data.photo_ratio)
+    storage = _storage_path(cfg)
     tracking_uri = tracking.resolve_tracking_uri(cfg.tracking.tracking_uri)
     tracking.check_tracking_reachable(tracking_uri)
-    storage = _storage_path(cfg)
     cfg.run.storage_path = storage
     name = cfg.run.name or time.strftime("a2u-%Y%m%d-%H%M%S")
     cfg.run.name = name

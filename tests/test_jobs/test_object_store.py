@@ -305,3 +305,31 @@ def test_predict_reads_and_writes_the_bucket(s3, trained_on_s3, tmp_path, capsys
     assert jobs_main(["predict", *common, "--image", f"s3://{BUCKET}/nothing-here", "--trimap", trimap_uri,
                       "--out", out, "--overwrite"]) == 2
     assert f"--image s3://{BUCKET}/nothing-here: no such object" in capsys.readouterr().err
+
+
+def test_s3_run_storage_and_predict_targets_are_checked_first(s3, tmp_path, capsys) -> None:
+    from jobs.cli import main as jobs_main
+    from jobs.config import load_config
+    from jobs.errors import JobError
+    from jobs.trainer import run_training
+
+    photos, trimaps = _photos(tmp_path / "in", count=2)
+    image_uri, trimap_uri = _put_folder(s3, photos, "chk/photos"), _put_folder(s3, trimaps, "chk/trimaps")
+    before = _objects(s3, "chk/trimaps")
+    # the targets are refused before the model is even looked for
+    common = ["predict", "--model", str(tmp_path / "no-model"), "--image", image_uri, "--trimap", trimap_uri]
+    assert jobs_main([*common, "--out", trimap_uri, "--overwrite"]) == 2
+    assert f"over the input object {trimap_uri}/p0.png" in capsys.readouterr().err
+    assert jobs_main([*common, "--out", "s3://no-such-bucket/mattes"]) == 2
+    assert "s3://no-such-bucket/mattes: bucket 'no-such-bucket' does not exist" in capsys.readouterr().err
+    assert jobs_main([*common, "--out", f"s3://{BUCKET}/chk/mattes", "--ray", "auto"]) == 2
+    assert "--ray reads and writes local folders only" in capsys.readouterr().err
+    assert _objects(s3, "chk/trimaps") == before and _keys(s3, "chk/mattes") == []
+
+    local = tmp_path / "ds"
+    assert data_prep_main([*PREP, "--out", str(local)]) == 0
+    with pytest.raises(JobError, match="run.storage_path=s3://no-such-bucket/runs: bucket 'no-such-bucket' does not"):
+        run_training(load_config(DEMO_CONFIG, [*TINY, f"data.dataset_dir={local}",
+                                               "run.storage_path=s3://no-such-bucket/runs",
+                                               f"tracking.tracking_uri=sqlite:///{tmp_path / 'mlflow.db'}"]))
+    assert not (tmp_path / "mlflow.db").exists()                        # refused before any MLflow run
