@@ -3,8 +3,10 @@
 Object storage is only touched at these edges, through formats/object_store."""
 from __future__ import annotations
 
+import contextlib
 import logging
 import tempfile
+from typing import Iterator
 from pathlib import Path, PurePosixPath
 
 from formats import object_store
@@ -19,9 +21,9 @@ def any_remote(*locations: str | None) -> bool:
     return any(loc is not None and object_store.is_remote(loc) for loc in locations)
 
 
-def _stage(location: str, dest: Path, flag: str) -> tuple[Path, bool]:
+def _stage(location: str, dest: Path, flag: str, sources: set[str]) -> tuple[Path, bool]:
     """(local path, is a file) for `location`: a local path as it is, an s3:// object or the images directly under an
-    s3:// prefix downloaded into `dest`."""
+    s3:// prefix downloaded into `dest` (their URIs added to `sources`)."""
     if not object_store.is_remote(location):
         path = Path(location).expanduser()
         return path, path.is_file()
@@ -29,6 +31,7 @@ def _stage(location: str, dest: Path, flag: str) -> tuple[Path, bool]:
     if object_store.exists(location):
         local = dest / PurePosixPath(location).name
         object_store.download(location, local)
+        sources.add(location)
         return local, True
     names = object_store.list_names(location)
     images = [n for n in names if PurePosixPath(n).suffix.lower() in IMAGE_SUFFIXES and not n.startswith(".")]
@@ -38,8 +41,24 @@ def _stage(location: str, dest: Path, flag: str) -> tuple[Path, bool]:
         raise JobError(f"{flag} {location} holds no images ({', '.join(IMAGE_SUFFIXES)})")
     for name in images:
         object_store.download(object_store.join(location, name), dest / name)
+        sources.add(object_store.join(location, name))
     log.info("%s: %d image(s) copied from %s", flag, len(images), location)
     return dest, False
+
+
+@contextlib.contextmanager
+def _named_as(copies: dict[Path, str | None]) -> Iterator[None]:
+    """Errors of the local predict code name the s3:// URIs, not the temporary copies they read or wrote."""
+    try:
+        yield
+    except JobError as exc:
+        msg = str(exc)
+        for local, location in copies.items():
+            if location and object_store.is_remote(location):
+                msg = msg.replace(f"{local}/", f"{location.rstrip('/')}/").replace(str(local), location)
+        if msg == str(exc):
+            raise
+        raise JobError(msg) from exc
 
 
 def _matte_uris(out: str, image_is_file: bool, image: Path) -> tuple[str, str]:
@@ -64,9 +83,11 @@ def run_predict_s3(model: str, image: str, trimap: str | None, out: str, device:
     try:
         if object_store.is_remote(out):
             object_store.require_bucket(out)
-        with tempfile.TemporaryDirectory(prefix="a2u-predict-") as tmp:
-            local_image, image_is_file = _stage(image, Path(tmp) / "image", "--image")
-            local_second, _ = _stage(second, Path(tmp) / "second", flag)  # type: ignore[arg-type]
+        with tempfile.TemporaryDirectory(prefix="a2u-predict-") as tmp, _named_as(
+                {Path(tmp) / "image": image, Path(tmp) / "second": second, Path(tmp) / "out": out}):
+            sources: set[str] = set()
+            local_image, image_is_file = _stage(image, Path(tmp) / "image", "--image", sources)
+            local_second, _ = _stage(second, Path(tmp) / "second", flag, sources)  # type: ignore[arg-type]
             if not object_store.is_remote(out):
                 return [str(p) for p in run_predict(model, str(local_image), str(local_second) if trimap else None,
                                                     out, device, overwrite,
@@ -78,7 +99,7 @@ def run_predict_s3(model: str, image: str, trimap: str | None, out: str, device:
             pairs = predict_pairs(str(local_image), str(local_second) if trimap else None,
                                   str(local_second) if mask else None, str(target))
             uris = {p[2]: object_store.join(folder, p[2].name) for p in pairs}
-            _check_remote_targets(list(uris.values()), {image, second}, pairs, overwrite)
+            _check_remote_targets(list(uris.values()), sources, overwrite)
             written = run_predict(model, str(local_image), str(local_second) if trimap else None, str(target),
                                   device, True, mask=str(local_second) if mask else None, **options)
             for path in written:
@@ -89,18 +110,12 @@ def run_predict_s3(model: str, image: str, trimap: str | None, out: str, device:
         raise JobError(str(exc)) from exc
 
 
-def _check_remote_targets(targets: list[str], inputs: set[str | None], pairs, overwrite: bool) -> None:
+def _check_remote_targets(targets: list[str], sources: set[str], overwrite: bool) -> None:
     """Refuse a matte URI that is an input object (always) or that exists (unless `overwrite`), before inference."""
-    remote_inputs = {i.rstrip("/") for i in inputs if i and object_store.is_remote(i)}
     for t in targets:
-        folder = t.rsplit("/", 1)[0]
-        if t in remote_inputs or (folder in remote_inputs and t.rsplit("/", 1)[1] in _input_names(pairs)):
+        if t in sources:
             raise JobError(f"--out would write a matte over the input object {t}: choose another --out")
     existing = [t for t in targets if object_store.exists(t)]
     if existing and not overwrite:
         more = f" (and {len(existing) - 1} more)" if len(existing) > 1 else ""
         raise JobError(f"{existing[0]} exists{more}: pass --overwrite to replace existing mattes")
-
-
-def _input_names(pairs) -> set[str]:
-    return {p.name for img, second, _ in pairs for p in (img, second)}

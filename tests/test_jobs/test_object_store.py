@@ -333,3 +333,16 @@ def test_s3_run_storage_and_predict_targets_are_checked_first(s3, tmp_path, caps
                                                "run.storage_path=s3://no-such-bucket/runs",
                                                f"tracking.tracking_uri=sqlite:///{tmp_path / 'mlflow.db'}"]))
     assert not (tmp_path / "mlflow.db").exists()                        # refused before any MLflow run
+
+
+def test_a_bad_trimap_object_is_named_by_its_uri(s3, trained_on_s3, tmp_path, capsys) -> None:
+    from jobs.cli import main as jobs_main
+
+    photos, trimaps = _photos(tmp_path / "in", count=2)
+    (trimaps / "p1.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really")
+    image_uri, trimap_uri = _put_folder(s3, photos, "bad/photos"), _put_folder(s3, trimaps, "bad/trimaps")
+    assert jobs_main(["predict", "--model", f"models:/{MODEL}/1", "--tracking-uri", trained_on_s3["db"],
+                      "--image", image_uri, "--trimap", trimap_uri, "--out", f"s3://{BUCKET}/bad/mattes"]) == 2
+    err = capsys.readouterr().err
+    assert f"{trimap_uri}/p1.png" in err and "a2u-predict-" not in err, err
+    assert _keys(s3, "bad/mattes") == []                                # no matte stored for a failed command
