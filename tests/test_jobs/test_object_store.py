@@ -1,7 +1,9 @@
 """Datasets on S3-compatible object storage, end to end against a real `moto_server` on 127.0.0.1: data_prep writes
 to an s3:// prefix (manifest last, resume without re-uploading), verify and stats read it, the loaders stage and
 verify shards and yield exactly what they yield for the same data prepared locally, a damaged object is named, and
-a short training run reads its dataset from the bucket."""
+a short training run reads its dataset from the bucket; a run with its checkpoints and MLflow artifacts in the bucket
+resumes from there, registers its model there, and `predict` loads it and reads and writes s3:// images and mattes
+that equal a local predict's."""
 from __future__ import annotations
 
 import io
