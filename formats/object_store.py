@@ -33,6 +33,11 @@ def join(uri: str, name: str) -> str:
     return f"{uri.rstrip('/')}/{name}"
 
 
+def fs_path(uri: str) -> str:
+    """The `bucket/key` path that `filesystem()` (and Ray's `storage_filesystem`) takes for an `s3://` URI."""
+    return _key(uri)
+
+
 def _key(uri: str) -> str:
     """The `bucket/key` path pyarrow's S3 filesystem takes for an `s3://bucket/key` URI."""
     if not is_remote(uri):
@@ -163,6 +168,19 @@ def download(uri: str, local: Path) -> None:
     except OSError as exc:
         tmp.unlink(missing_ok=True)
         raise _fail(uri, f"download to {local}", exc) from exc
+
+
+def list_tree(uri: str) -> list[str]:
+    """Paths (relative to the prefix `uri`) of every object below it, sorted; empty when there are none."""
+    from pyarrow import fs
+
+    root = _key(uri)
+    sel = fs.FileSelector(root, allow_not_found=True, recursive=True)
+    try:
+        infos = filesystem().get_file_info(sel)
+    except OSError as exc:
+        raise _fail(uri, "listing", exc) from exc
+    return sorted(i.path[len(root) + 1:] for i in infos if i.type == fs.FileType.File)
 
 
 def delete(uri: str) -> None:

@@ -66,13 +66,22 @@ def _evaluate(args: argparse.Namespace) -> int:
 def _predict(args: argparse.Namespace) -> int:
     from data_prep.trimaps import BandRadius
     from jobs.predict import run_predict
+    from jobs.predict_s3 import any_remote, run_predict_s3
 
     _use_tracking(args)
     band = BandRadius(radius=args.mask_radius, fraction=args.mask_radius_fraction)
+    remote = any_remote(args.image, args.trimap, args.mask, args.out)
     if args.ray is not None:
+        if remote:
+            raise JobError("--ray reads and writes local folders only; drop --ray to predict with s3:// locations")
         return _predict_on_ray(args, band)
     if args.actors is not None or args.batch_size is not None:
         raise JobError("--actors and --batch-size are options of --ray")
+    if remote:
+        uris = run_predict_s3(args.model, args.image, args.trimap, args.out, args.device, args.overwrite,
+                              mask=args.mask, band=band, tta=args.tta, pad=args.pad, max_pixels=args.max_pixels)
+        print(f"wrote {len(uris)} alpha matte(s): {uris[0] if len(uris) == 1 else uris[0].rsplit('/', 1)[0]}")
+        return 0
     written = run_predict(args.model, args.image, args.trimap, args.out, args.device, args.overwrite,
                           mask=args.mask, band=band, tta=args.tta, pad=args.pad, max_pixels=args.max_pixels)
     print(f"wrote {len(written)} alpha matte(s): {written[0] if len(written) == 1 else written[0].parent}")

@@ -108,6 +108,7 @@ class TrackingSection:
     """MLflow: where to log, what to register."""
     tracking_uri: str | None = None    # None -> $MLFLOW_TRACKING_URI -> sqlite:///<cwd>/runs/mlflow.db
     experiment: str = "a2u-matting"
+    artifact_location: str | None = None  # where a new experiment keeps artifacts/models (e.g. s3://bucket/mlflow); None -> next to a sqlite store
     registered_model_name: str = "a2u-matting"
     log_every_n_steps: int = 1
     log_images: bool = True

@@ -25,9 +25,22 @@ LOCAL_HOSTS = ("127.0.0.1", "localhost")
 DEFAULT_STORE = Path("runs") / "mlflow.db"
 
 
+def s3_artifact_env() -> dict[str, str]:
+    """MLFLOW_S3_ENDPOINT_URL (the endpoint MLflow's S3 artifact store uses) taken from AWS_ENDPOINT_URL when only
+    the latter is set, so that artifacts reach the same S3-compatible server as datasets and checkpoints. Set in this
+    process, and returned for Ray workers' environments; empty when neither is set."""
+    endpoint = os.environ.get("MLFLOW_S3_ENDPOINT_URL") or os.environ.get("AWS_ENDPOINT_URL")
+    if not endpoint:
+        return {}
+    os.environ.setdefault("MLFLOW_S3_ENDPOINT_URL", endpoint)
+    return {"MLFLOW_S3_ENDPOINT_URL": os.environ["MLFLOW_S3_ENDPOINT_URL"]}
+
+
 def resolve_tracking_uri(configured: str | None = None, base_dir: str | Path | None = None) -> str:
     """Config value, else $MLFLOW_TRACKING_URI, else the embedded default `sqlite:///<base_dir or cwd>/runs/mlflow.db`
-    (relative sqlite paths are made absolute so that Ray workers with another cwd open the same file)."""
+    (relative sqlite paths are made absolute so that Ray workers with another cwd open the same file). Every command
+    resolves its store here, so this is also where the S3 artifact endpoint is set (`s3_artifact_env`)."""
+    s3_artifact_env()
     uri = configured or os.environ.get("MLFLOW_TRACKING_URI")
     if not uri:
         uri = f"sqlite:///{Path(base_dir or os.getcwd()).resolve() / DEFAULT_STORE}"
@@ -99,17 +112,31 @@ def _client(uri: str):
     return MlflowClient(tracking_uri=uri, registry_uri=uri)
 
 
-def ensure_experiment(uri: str, name: str) -> str:
-    """Experiment id; a new one on a sqlite store keeps its artifacts next to the database, not in the cwd."""
+def ensure_experiment(uri: str, name: str, artifact_location: str | None = None) -> str:
+    """Experiment id. A new one keeps its artifacts at `artifact_location` (e.g. s3://bucket/prefix), else, on a
+    sqlite store, next to the database rather than in the cwd. An existing experiment keeps its location (MLflow
+    cannot move it): a different one asked for is logged as a warning."""
     client = _client(uri)
     exp = client.get_experiment_by_name(name)
     if exp is not None:
         if exp.lifecycle_stage == "deleted":
             client.restore_experiment(exp.experiment_id)
+        if artifact_location and exp.artifact_location.rstrip("/") != artifact_location.rstrip("/"):
+            log.warning("experiment %s already keeps its artifacts at %s, not at tracking.artifact_location=%s: "
+                        "use another tracking.experiment for the new location", name, exp.artifact_location,
+                        artifact_location)
         return exp.experiment_id
-    location = None
+    location = artifact_location
+    if location:
+        from formats import object_store
+
+        if object_store.is_remote(location):
+            try:
+                object_store.require_bucket(location)
+            except object_store.ObjectStoreError as exc:
+                raise JobError(f"tracking.artifact_location={exc}") from exc
     db = sqlite_path(uri)
-    if db is not None:
+    if db is not None and not location:
         location = (db.parent / "mlruns").resolve().as_uri()
     return client.create_experiment(name, artifact_location=location)
 

@@ -63,8 +63,38 @@ def check_cluster_fits(cfg: TrainConfig, resources: dict[str, float]) -> None:
 
 
 def _storage_path(cfg: TrainConfig) -> str:
+    """An absolute local path, or the URI as given; an s3:// location whose bucket is missing is refused before Ray
+    starts (Ray would fail only after the MLflow run exists)."""
+    from formats import object_store
+
     sp = cfg.run.storage_path
+    if object_store.is_remote(sp):
+        try:
+            object_store.require_bucket(sp)
+        except object_store.ObjectStoreError as exc:
+            raise JobError(f"run.storage_path={exc}") from exc
+        return sp.rstrip("/")
     return sp if "://" in sp else str(Path(sp).expanduser().resolve())
+
+
+def ray_storage(storage: str) -> dict[str, Any]:
+    """RunConfig's storage arguments. An s3:// location goes to Ray with formats/object_store's filesystem, so the
+    checkpoints use the same endpoint (AWS_ENDPOINT_URL) and credentials as the datasets, whatever pyarrow's URI
+    resolution would pick by itself."""
+    from formats import object_store
+
+    if object_store.is_remote(storage):
+        return {"storage_path": object_store.fs_path(storage), "storage_filesystem": object_store.filesystem()}
+    return {"storage_path": storage}
+
+
+def checkpoint_location(storage: str, path: str | None) -> str | None:
+    """A checkpoint's path as the user knows it: with its s3:// scheme when it lives in object storage."""
+    from formats import object_store
+
+    if path is None or not object_store.is_remote(storage) or object_store.is_remote(path):
+        return path
+    return object_store.SCHEME + path.lstrip("/")
 
 
 def run_training(cfg: TrainConfig) -> TrainOutcome:
@@ -76,9 +106,9 @@ def run_training(cfg: TrainConfig) -> TrainOutcome:
     cfg.data.dataset_dir = str(Path(cfg.data.dataset_dir).expanduser().resolve()) \
         if "://" not in cfg.data.dataset_dir else cfg.data.dataset_dir
     check_dataset(cfg.data.dataset_dir, cfg.data.photo_ratio)
+    storage = _storage_path(cfg)
     tracking_uri = tracking.resolve_tracking_uri(cfg.tracking.tracking_uri)
     tracking.check_tracking_reachable(tracking_uri)
-    storage = _storage_path(cfg)
     cfg.run.storage_path = storage
     name = cfg.run.name or time.strftime("a2u-%Y%m%d-%H%M%S")
     cfg.run.name = name
@@ -90,7 +120,8 @@ def run_training(cfg: TrainConfig) -> TrainOutcome:
         import ray
 
         check_cluster_fits(cfg, ray.cluster_resources())  # before an MLflow run exists for a job that cannot start
-        experiment_id = tracking.ensure_experiment(tracking_uri, cfg.tracking.experiment)
+        experiment_id = tracking.ensure_experiment(tracking_uri, cfg.tracking.experiment,
+                                                   cfg.tracking.artifact_location)
         run_id, resumed = tracking.find_or_create_run(tracking_uri, experiment_id, run_dir, name)
         tracking.log_params_once(tracking_uri, run_id, flatten(cfg.to_dict()))
         from mlflow.tracking import MlflowClient
@@ -115,7 +146,7 @@ def run_training(cfg: TrainConfig) -> TrainOutcome:
         if started_local:
             ray.shutdown()
 
-    ckpt_path = result.checkpoint.path if result.checkpoint is not None else None
+    ckpt_path = checkpoint_location(storage, result.checkpoint.path if result.checkpoint is not None else None)
     bad_step = _nonfinite_tag(client, run_id, result)
     if bad_step is not None:
         _mark_run(client, run_id, "FAILED")
@@ -178,7 +209,7 @@ def _nonfinite_tag(client, run_id: str, result) -> str | None:
 
 
 def _fit(cfg: TrainConfig, name: str, storage: str, run_id: str, tracking_uri: str, local_run_dir: str | None):
-    from jobs import ray_env
+    from jobs import ray_env, tracking
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchConfig, TorchTrainer
 
@@ -208,11 +239,11 @@ def _fit(cfg: TrainConfig, name: str, storage: str, run_id: str, tracking_uri: s
         scaling_config=ScalingConfig(num_workers=cfg.scaling.num_workers, use_gpu=cfg.scaling.use_gpu,
                                      resources_per_worker={"CPU": cfg.scaling.cpus_per_worker,
                                                            **({"GPU": 1} if cfg.scaling.use_gpu else {})}),
-        run_config=RunConfig(name=name, storage_path=storage,
+        run_config=RunConfig(name=name, **ray_storage(storage),
                              checkpoint_config=CheckpointConfig(num_to_keep=cfg.checkpoint.num_to_keep),
                              failure_config=FailureConfig(max_failures=cfg.checkpoint.max_failures),
                              worker_runtime_env={"env_vars": {
-                                 "MLFLOW_TRACKING_URI": tracking_uri,
+                                 "MLFLOW_TRACKING_URI": tracking_uri, **tracking.s3_artifact_env(),
                                  ray_env.LOG_LEVEL_ENV: logging.getLevelName(logging.getLogger().getEffectiveLevel())}}),
     )
     resume = f"rerun with run.name={name} run.storage_path={storage} to resume from its last checkpoint"

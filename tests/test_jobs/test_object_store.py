@@ -1,9 +1,12 @@
 """Datasets on S3-compatible object storage, end to end against a real `moto_server` on 127.0.0.1: data_prep writes
 to an s3:// prefix (manifest last, resume without re-uploading), verify and stats read it, the loaders stage and
 verify shards and yield exactly what they yield for the same data prepared locally, a damaged object is named, and
-a short training run reads its dataset from the bucket."""
+a short training run reads its dataset from the bucket; a run with its checkpoints and MLflow artifacts in the bucket
+resumes from there, registers its model there, and `predict` loads it and reads and writes s3:// images and mattes
+that equal a local predict's."""
 from __future__ import annotations
 
+import io
 import json
 import logging
 import os
@@ -12,6 +15,7 @@ from pathlib import Path
 from typing import Iterator
 
 import boto3
+import numpy as np
 import pytest
 import torch
 
@@ -204,3 +208,143 @@ def test_missing_bucket_is_named(s3, capsys) -> None:
     assert "s3://no-such-bucket/ds: bucket 'no-such-bucket' does not exist" in err and "a2u-staging" not in err
     with pytest.raises(DatasetError, match="s3://no-such-bucket/ds: its bucket does not exist"):
         pipeline.build_eval_loader("s3://no-such-bucket/ds")
+
+
+# ---------------------------------------------------------------- training, registry and predict on s3
+RUN_PREFIX, MLFLOW_PREFIX, MODEL = "ray", "mlflow", "a2u-s3"
+
+
+def _photos(root: Path, count: int = 3) -> tuple[Path, Path]:
+    """`count` small RGB photos and their 0/128/255 trimaps (same names), written under `root`."""
+    from PIL import Image
+
+    rng = np.random.default_rng(11)
+    photos, trimaps = root / "photos", root / "trimaps"
+    photos.mkdir(parents=True)
+    trimaps.mkdir()
+    for i in range(count):
+        Image.fromarray(rng.integers(0, 256, (40, 48, 3), dtype=np.uint8)).save(photos / f"p{i}.png")
+        tri = np.zeros((40, 48), np.uint8)
+        tri[8:32, 10:38] = 128
+        tri[14:26, 16 + i:30] = 255
+        Image.fromarray(tri).save(trimaps / f"p{i}.png")
+    return photos, trimaps
+
+
+def _put_folder(s3, folder: Path, prefix: str) -> str:
+    for f in sorted(folder.iterdir()):
+        s3.put_object(Bucket=BUCKET, Key=f"{prefix}/{f.name}", Body=f.read_bytes())
+    return f"s3://{BUCKET}/{prefix}"
+
+
+def _keys(s3, prefix: str) -> list[str]:
+    pages = s3.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=prefix + "/")
+    return [o["Key"] for page in pages for o in page.get("Contents", [])]
+
+
+@pytest.fixture(scope="module")
+def trained_on_s3(s3, datasets, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """2 steps with checkpoints and the experiment's artifacts in the bucket, the model registered; then the same
+    run name with a second epoch: it must continue from the checkpoint in the bucket (steps 3-4)."""
+    from jobs.config import load_config
+    from jobs.trainer import run_training
+
+    root = tmp_path_factory.mktemp("s3-train")
+    db = f"sqlite:///{root / 'mlflow.db'}"
+    base = [*TINY, "data.iterations_per_epoch=2", f"data.dataset_dir={datasets['uri']}",
+            f"run.storage_path=s3://{BUCKET}/{RUN_PREFIX}/", "run.name=s3-run", f"tracking.tracking_uri={db}",
+            "tracking.experiment=s3-exp", f"tracking.artifact_location=s3://{BUCKET}/{MLFLOW_PREFIX}",
+            "tracking.log_model=true", f"tracking.registered_model_name={MODEL}"]
+    first = run_training(load_config(DEMO_CONFIG, base))
+    first_keys = _keys(s3, f"{RUN_PREFIX}/s3-run")
+    second = run_training(load_config(DEMO_CONFIG, [*base, "optim.epochs=2"]))
+    return {"root": root, "db": db, "first": first, "first_keys": first_keys, "second": second}
+
+
+def test_checkpoints_models_and_resume_live_in_the_bucket(s3, trained_on_s3) -> None:
+    first, second = trained_on_s3["first"], trained_on_s3["second"]
+    assert first.step == 2 and second.step == 4                         # the second run continued, not restarted
+    assert second.mlflow_run_id == first.mlflow_run_id and [first.model_version, second.model_version] == [1, 2]
+    assert first.run_dir == f"s3://{BUCKET}/{RUN_PREFIX}/s3-run"
+    assert first.checkpoint_path == f"s3://{BUCKET}/{RUN_PREFIX}/s3-run/checkpoint_step00000002"
+    assert f"{RUN_PREFIX}/s3-run/checkpoint_step00000002/state.pt" in trained_on_s3["first_keys"]
+    assert f"{RUN_PREFIX}/s3-run/checkpoint_step00000004/state.pt" in _keys(s3, f"{RUN_PREFIX}/s3-run")
+    models = [k for k in _keys(s3, MLFLOW_PREFIX) if k.endswith("/MLmodel")]
+    assert len(models) == 2, models                                     # both registered versions' files
+    assert not (trained_on_s3["root"] / "mlruns").exists()              # nothing went next to the database
+
+
+def test_predict_reads_and_writes_the_bucket(s3, trained_on_s3, tmp_path, capsys) -> None:
+    from PIL import Image
+
+    from jobs.cli import main as jobs_main
+
+    photos, trimaps = _photos(tmp_path / "in")
+    image_uri, trimap_uri = _put_folder(s3, photos, "photos"), _put_folder(s3, trimaps, "trimaps")
+    common = ["--model", f"models:/{MODEL}/2", "--tracking-uri", trained_on_s3["db"], "--device", "cpu"]
+    out = f"s3://{BUCKET}/mattes"
+    assert jobs_main(["predict", *common, "--image", image_uri, "--trimap", trimap_uri, "--out", out]) == 0
+    assert f"wrote 3 alpha matte(s): {out}" in capsys.readouterr().out
+    assert jobs_main(["predict", *common, "--image", str(photos), "--trimap", str(trimaps),
+                      "--out", str(tmp_path / "local")]) == 0
+    assert _keys(s3, "mattes") == [f"mattes/p{i}.png" for i in range(3)]
+    for i in range(3):
+        body = s3.get_object(Bucket=BUCKET, Key=f"mattes/p{i}.png")["Body"].read()
+        remote = np.asarray(Image.open(io.BytesIO(body)))
+        local = np.asarray(Image.open(tmp_path / "local" / f"p{i}.png"))
+        assert remote.dtype == np.uint8 and remote.shape == (40, 48) and np.array_equal(remote, local), i
+
+    # one file; an existing matte is kept without --overwrite; a missing input is named
+    one = f"s3://{BUCKET}/single/one"
+    single = ["predict", *common, "--image", f"{image_uri}/p1.png", "--trimap", f"{trimap_uri}/p1.png", "--out", one]
+    assert jobs_main(single) == 0
+    assert s3.get_object(Bucket=BUCKET, Key="single/one.png")["Body"].read() == \
+        s3.get_object(Bucket=BUCKET, Key="mattes/p1.png")["Body"].read()
+    before = _objects(s3, "mattes")
+    assert jobs_main(["predict", *common, "--image", image_uri, "--trimap", trimap_uri, "--out", out]) == 2
+    assert f"{out}/p0.png exists (and 2 more): pass --overwrite" in capsys.readouterr().err
+    assert _objects(s3, "mattes") == before
+    assert jobs_main(["predict", *common, "--image", f"s3://{BUCKET}/nothing-here", "--trimap", trimap_uri,
+                      "--out", out, "--overwrite"]) == 2
+    assert f"--image s3://{BUCKET}/nothing-here: no such object" in capsys.readouterr().err
+
+
+def test_s3_run_storage_and_predict_targets_are_checked_first(s3, tmp_path, capsys) -> None:
+    from jobs.cli import main as jobs_main
+    from jobs.config import load_config
+    from jobs.errors import JobError
+    from jobs.trainer import run_training
+
+    photos, trimaps = _photos(tmp_path / "in", count=2)
+    image_uri, trimap_uri = _put_folder(s3, photos, "chk/photos"), _put_folder(s3, trimaps, "chk/trimaps")
+    before = _objects(s3, "chk/trimaps")
+    # the targets are refused before the model is even looked for
+    common = ["predict", "--model", str(tmp_path / "no-model"), "--image", image_uri, "--trimap", trimap_uri]
+    assert jobs_main([*common, "--out", trimap_uri, "--overwrite"]) == 2
+    assert f"over the input object {trimap_uri}/p0.png" in capsys.readouterr().err
+    assert jobs_main([*common, "--out", "s3://no-such-bucket/mattes"]) == 2
+    assert "s3://no-such-bucket/mattes: bucket 'no-such-bucket' does not exist" in capsys.readouterr().err
+    assert jobs_main([*common, "--out", f"s3://{BUCKET}/chk/mattes", "--ray", "auto"]) == 2
+    assert "--ray reads and writes local folders only" in capsys.readouterr().err
+    assert _objects(s3, "chk/trimaps") == before and _keys(s3, "chk/mattes") == []
+
+    local = tmp_path / "ds"
+    assert data_prep_main([*PREP, "--out", str(local)]) == 0
+    with pytest.raises(JobError, match="run.storage_path=s3://no-such-bucket/runs: bucket 'no-such-bucket' does not"):
+        run_training(load_config(DEMO_CONFIG, [*TINY, f"data.dataset_dir={local}",
+                                               "run.storage_path=s3://no-such-bucket/runs",
+                                               f"tracking.tracking_uri=sqlite:///{tmp_path / 'mlflow.db'}"]))
+    assert not (tmp_path / "mlflow.db").exists()                        # refused before any MLflow run
+
+
+def test_a_bad_trimap_object_is_named_by_its_uri(s3, trained_on_s3, tmp_path, capsys) -> None:
+    from jobs.cli import main as jobs_main
+
+    photos, trimaps = _photos(tmp_path / "in", count=2)
+    (trimaps / "p1.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really")
+    image_uri, trimap_uri = _put_folder(s3, photos, "bad/photos"), _put_folder(s3, trimaps, "bad/trimaps")
+    assert jobs_main(["predict", "--model", f"models:/{MODEL}/1", "--tracking-uri", trained_on_s3["db"],
+                      "--image", image_uri, "--trimap", trimap_uri, "--out", f"s3://{BUCKET}/bad/mattes"]) == 2
+    err = capsys.readouterr().err
+    assert f"{trimap_uri}/p1.png" in err and "a2u-predict-" not in err, err
+    assert _keys(s3, "bad/mattes") == []                                # no matte stored for a failed command
