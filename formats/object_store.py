@@ -170,19 +170,6 @@ def download(uri: str, local: Path) -> None:
         raise _fail(uri, f"download to {local}", exc) from exc
 
 
-def list_tree(uri: str) -> list[str]:
-    """Paths (relative to the prefix `uri`) of every object below it, sorted; empty when there are none."""
-    from pyarrow import fs
-
-    root = _key(uri)
-    sel = fs.FileSelector(root, allow_not_found=True, recursive=True)
-    try:
-        infos = filesystem().get_file_info(sel)
-    except OSError as exc:
-        raise _fail(uri, "listing", exc) from exc
-    return sorted(i.path[len(root) + 1:] for i in infos if i.type == fs.FileType.File)
-
-
 def delete(uri: str) -> None:
     """Remove the object at `uri` (no error if it is already gone)."""
     try:
