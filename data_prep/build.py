@@ -174,6 +174,7 @@ def build(out_dir: Path, options: dict, plan: dict[str, list[Task]], *, workers:
     flat = [t for _, tasks, _ in todo for t in tasks]  # one pool for all kinds: workers stay warm
     starts = {kind: start for kind, _, start in todo}
     writer: RollingShardWriter | None = None
+    trailing: list[dict] = []  # skips after the last shard of a kind (see RollingShardWriter.finish_shard)
     executor = executor or ProcessExecutor(workers)
     executor.start(len(flat))
     with tqdm(total=len(flat), desc="encoding", unit="sample", disable=None) as bar:
@@ -183,6 +184,7 @@ def build(out_dir: Path, options: dict, plan: dict[str, list[Task]], *, workers:
                 if writer is None or writer.kind != task.kind:
                     if writer is not None:
                         writer.finish_shard()
+                        trailing += writer.trailing_skipped
                     writer = RollingShardWriter(out_dir, task.kind, shard_bytes, start_index=starts[task.kind],
                                                 on_complete=journal)
                 if bad is not None:
@@ -194,13 +196,14 @@ def build(out_dir: Path, options: dict, plan: dict[str, list[Task]], *, workers:
                 writer.write(sample, digest)
             if writer is not None:
                 writer.finish_shard()
+                trailing += writer.trailing_skipped
         except BaseException:
             if writer is not None:
                 writer.abort()
             raise
         finally:
             executor.close()
-    uniq = _all_skipped(skipped, records)
+    uniq = _all_skipped(skipped + trailing, records)
     write_manifest(out_dir, options, [r.manifest_entry() for r in records], uniq, extra_manifest, encoding)
     (out_dir / PROGRESS).unlink(missing_ok=True)
     return BuildResult(sum(r.samples for r in records), len(records), sum(r.bytes for r in records),

@@ -113,6 +113,8 @@ class RollingShardWriter:
         self._count = self._size = 0
         self._digests: list[str] = []  # plan digests of every task consumed by the open shard
         self._skipped: list[dict] = []
+        #: bad inputs skipped after the last shard of this writer closed (no shard left to record them in)
+        self.trailing_skipped: list[dict] = []
 
     @property
     def current_name(self) -> str:
@@ -142,8 +144,11 @@ class RollingShardWriter:
         self._skipped.append(record)
 
     def finish_shard(self) -> ShardRecord | None:
-        """Close the open shard, index it, rename it into place and report it."""
+        """Close the open shard, index it, rename it into place and report it. Skips with no shard open (the last
+        entries of a kind were all bad input) move to `trailing_skipped`, so the manifest still lists them."""
         if self._tw is None:
+            self.trailing_skipped += self._skipped
+            self._digests, self._skipped = [], []
             return None
         self._tw.close()
         self._file.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import shutil
 from pathlib import Path
 
@@ -176,3 +177,26 @@ def test_unwritable_outputs_give_an_error_line_not_a_traceback(tmp_path: Path,
     err = capsys.readouterr().err
     assert rc == 2 and err.startswith("error: ") and "Traceback" not in err
     assert verify_dataset(good) == []  # what was written before stays sound
+
+
+def test_bad_inputs_at_the_end_of_a_kind_are_still_listed(tmp_path: Path) -> None:
+    """Skipped inputs after a kind's last written shard (or of a kind with no good sample at all) reach the manifest."""
+    from data_prep.build import build
+    from data_prep.images import BadInputError, encode_png
+    from data_prep.tasks import Task, encoder
+
+    @encoder("test_fg_or_bad")
+    def _fg_or_bad(key: str) -> dict:
+        if key.startswith("bad"):
+            raise BadInputError(f"/inputs/{key}.png", "truncated")
+        pixels = np.zeros((8, 8), np.uint8)
+        return {"__key__": key, "fg.png": encode_png(np.zeros((8, 8, 3), np.uint8)), "alpha.png": encode_png(pixels),
+                "meta.json": b"{}"}
+
+    plan = {"fg": [Task("fg", "test_fg_or_bad", (k,), k) for k in ("good1", "bad1", "bad2")],
+            "val": [Task("val", "test_fg_or_bad", ("bad3",), "bad3")]}
+    result = build(tmp_path / "out", {"command": "test"}, plan, workers=1, shard_bytes=1 << 20, skip_bad=True,
+                   overwrite=False)
+    listed = sorted(s["path"] for s in json.loads((tmp_path / "out" / "manifest.json").read_text())["skipped"])
+    assert listed == ["/inputs/bad1.png", "/inputs/bad2.png", "/inputs/bad3.png"]
+    assert len(result.skipped) == 3 and result.samples == 1
