@@ -73,13 +73,7 @@ def ort_op_times(onnx_file: str, x: np.ndarray, repeats: int, threads: int, top:
     options.intra_op_num_threads = threads
     options.enable_profiling = True
     options.profile_file_prefix = str(Path(tempfile.mkdtemp()) / "ort")
-    session = ort.InferenceSession(onnx_file, options, providers=["CPUExecutionProvider"])
-    name = session.get_inputs()[0].name
-    session.run(None, {name: x})
-    start = time.perf_counter()
-    for _ in range(repeats):
-        session.run(None, {name: x})
-    wall = 1000 * (time.perf_counter() - start) / repeats
+    session, wall = _timed_session(onnx_file, options, x, repeats)
     events = json.loads(Path(session.end_profiling()).read_text())
     spent: dict[str, float] = collections.Counter()
     nodes: dict[str, int] = collections.Counter()
@@ -90,6 +84,19 @@ def ort_op_times(onnx_file: str, x: np.ndarray, repeats: int, threads: int, top:
     runs = repeats + 1
     rows = [(op, us / 1000 / runs, nodes[op] // runs) for op, us in spent.most_common(top)]
     return rows, wall
+
+
+def _timed_session(onnx_file: str, options, x: np.ndarray, repeats: int):
+    """(session, mean wall ms per run over `repeats` runs after one warm-up run) of a CPU onnxruntime session."""
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(onnx_file, options, providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+    session.run(None, {name: x})
+    start = time.perf_counter()
+    for _ in range(repeats):
+        session.run(None, {name: x})
+    return session, 1000 * (time.perf_counter() - start) / repeats
 
 
 def ort_settings(onnx_file: str, x: np.ndarray, repeats: int) -> list[tuple[str, int, float]]:
@@ -108,13 +115,7 @@ def ort_settings(onnx_file: str, x: np.ndarray, repeats: int) -> list[tuple[str,
             options.graph_optimization_level = level
             options.intra_op_num_threads = threads
             options.inter_op_num_threads = 1
-            session = ort.InferenceSession(onnx_file, options, providers=["CPUExecutionProvider"])
-            name = session.get_inputs()[0].name
-            session.run(None, {name: x})
-            start = time.perf_counter()
-            for _ in range(repeats):
-                session.run(None, {name: x})
-            rows.append((label, threads, 1000 * (time.perf_counter() - start) / repeats))
+            rows.append((label, threads, _timed_session(onnx_file, options, x, repeats)[1]))
     return rows
 
 

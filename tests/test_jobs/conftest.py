@@ -66,6 +66,19 @@ def wait_http(url: str, proc: subprocess.Popen, timeout: float, log: Path) -> No
     raise RuntimeError(f"{url} not ready after {timeout} s:\n{log.read_text()[-3000:]}")
 
 
+@pytest.fixture(scope="module")
+def local_ray() -> Iterator[None]:
+    """One embedded local Ray for every training run of a test module (started and shut down there)."""
+    import ray
+
+    from jobs import ray_env
+
+    started = ray_env.connect(num_cpus=2)
+    yield
+    if started:
+        ray.shutdown()
+
+
 @pytest.fixture
 def mlflow_server(tmp_path: Path) -> Iterator[str]:
     """A real `mlflow server` on 127.0.0.1 (SQLite backend, local artifacts); yields its URL."""

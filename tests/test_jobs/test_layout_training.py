@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 from mlflow.tracking import MlflowClient
@@ -18,18 +17,6 @@ from tests.test_data_prep.test_layouts import CASES, IMAGE_LAYOUTS, _bgs, _tree
 from tests.test_jobs.conftest import DEMO_CONFIG, TINY
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def local_ray() -> Iterator[None]:
-    import ray
-
-    from jobs import ray_env
-
-    started = ray_env.connect(num_cpus=2)
-    yield
-    if started:
-        ray.shutdown()
 
 
 @pytest.mark.parametrize("layout", sorted(CASES))

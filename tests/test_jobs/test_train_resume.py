@@ -4,7 +4,6 @@ or at a later host sync — MLflow holds every step exactly once, in the same ru
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 import torch
@@ -17,19 +16,6 @@ from jobs.trainer import TrainOutcome, run_training
 from tests.test_jobs.conftest import DEMO_CONFIG, TINY
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def local_ray() -> Iterator[None]:
-    """One embedded local Ray for every invocation of this module (started and shut down here)."""
-    import ray
-
-    from jobs import ray_env
-
-    started = ray_env.connect(num_cpus=2)
-    yield
-    if started:
-        ray.shutdown()
 
 
 @pytest.fixture(scope="module")
