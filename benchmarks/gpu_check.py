@@ -310,9 +310,10 @@ def step_train_bench() -> None:
 
 
 def step_crop() -> None:
-    """The loader's crop choice for a 16-sample batch on the GPU (1024² alphas, crop 512): idle, and right after a
-    training-sized burst of work was queued on the main stream, with the crop on that stream (its host syncs wait
-    for the burst) and on a stream of its own (as `pipeline.loader` runs it)."""
+    """The loader's crop choice for a 16-sample batch (1024² alphas, crop 512) as `pipeline.loader` runs it: on the
+    CPU (one torch thread), its crop-sized results then copied up on a stream of their own. Timed idle and right after
+    a training-sized burst of work was queued on the main stream (the host time should not grow: nothing waits for
+    the burst); beside it, the same choice made on the GPU on its own stream (the placement it replaced)."""
     torch = need_cuda()
     # pipeline/__init__ imports DALI; the crop code itself is plain torch: load the package without its __init__
     package = types.ModuleType("pipeline")
@@ -321,37 +322,53 @@ def step_crop() -> None:
     from pipeline.crop import crop_from_alpha
 
     gen = torch.Generator().manual_seed(0)
-    low = torch.rand(16, 1, 32, 32, generator=gen).cuda()
+    low = torch.rand(16, 1, 32, 32, generator=gen)
     alphas = (torch.nn.functional.interpolate(low, size=(1024, 1024), mode="bilinear").mul(3).sub(1).clamp(0, 1)
               .mul(255).round().to(torch.uint8)[:, 0])
+    alphas_gpu = alphas.cuda()
+    copy_stream = torch.cuda.Stream()
 
-    def batch() -> None:
+    def on_cpu() -> None:
         g = torch.Generator().manual_seed(1)
-        for j in range(alphas.shape[0]):
-            crop_from_alpha(alphas[j], 1 + 2 * j, 29 - j, 512, 10, g)
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            outs = [crop_from_alpha(alphas[j], 1 + 2 * j, 29 - j, 512, 10, g) for j in range(alphas.shape[0])]
+        finally:
+            torch.set_num_threads(threads)
+        with torch.cuda.stream(copy_stream):
+            a = torch.stack([w.apply(alphas[j], 512) for j, (w, _) in enumerate(outs)]).float().div_(255)
+            t = torch.stack([tri for _, tri in outs])
+            a.pin_memory().cuda(non_blocking=True), t.pin_memory().cuda(non_blocking=True)
+        copy_stream.synchronize()
 
-    idle = cuda_ms(batch, iters=5)
+    def on_gpu() -> None:
+        g = torch.Generator().manual_seed(1)
+        with torch.cuda.stream(copy_stream):
+            for j in range(alphas_gpu.shape[0]):
+                crop_from_alpha(alphas_gpu[j], 1 + 2 * j, 29 - j, 512, 10, g)
+        copy_stream.synchronize()
+
     a = torch.randn(8192, 8192, device="cuda", dtype=torch.bfloat16)
-    own = torch.cuda.Stream()
 
-    def after_burst(stream) -> float:
+    def host_ms(fn, burst: bool) -> float:
         torch.cuda.synchronize()
-        for _ in range(100):  # ≈ 0.1 s of matrix work queued on the main stream, like a training step
-            a @ a
+        if burst:
+            for _ in range(100):  # ≈ 0.1 s of matrix work queued on the main stream, like a training step
+                a @ a
         t0 = time.perf_counter()
-        with torch.cuda.stream(stream):
-            batch()
-        stream.synchronize()
+        fn()
         host = (time.perf_counter() - t0) * 1e3
         torch.cuda.synchronize()
         return host
 
-    after_burst(torch.cuda.current_stream())
-    same = sorted(after_burst(torch.cuda.current_stream()) for _ in range(3))[1]
-    after_burst(own)
-    separate = sorted(after_burst(own) for _ in range(3))[1]
-    emit({"batch16_idle_ms": round(idle, 2), "after_burst_same_stream_host_ms": round(same, 2),
-          "after_burst_own_stream_host_ms": round(separate, 2), "ok": True})
+    out = {}
+    for name, fn in (("cpu", on_cpu), ("gpu", on_gpu)):
+        for burst in (False, True):
+            host_ms(fn, burst)
+            out[f"{name}_{'after_burst' if burst else 'idle'}_host_ms"] = round(
+                sorted(host_ms(fn, burst) for _ in range(3))[1], 2)
+    emit({**out, "ok": True})
 
 
 def step_compile() -> None:

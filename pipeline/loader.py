@@ -25,6 +25,8 @@ from .train_graph import BG_REGION_INPUTS, COMBINE_INPUTS, FINISH_INPUTS, JITTER
 
 log = logging.getLogger(__name__)
 
+_CPU = torch.device("cpu")
+
 
 def default_threads() -> int:
     """min(available cores, 4)."""
@@ -180,9 +182,9 @@ class TrainLoader:
         # reason as `single_torch_thread` (idle OpenMP workers spin and burn the cores DALI needs)
         self._pool = concurrent.futures.ThreadPoolExecutor(
             1, thread_name_prefix="dali-finish", initializer=self._init_helper_thread)
-        # on the GPU the crop step runs on a stream of its own: its host syncs (the crop centre is a data-dependent
-        # draw) then wait for the crop's own kernels only, not for the training step queued on the main stream
-        self._crop_stream = torch.cuda.Stream(self.device) if self.device.type == "cuda" else None
+        # the geometry graph and the crop step run on the CPU on every loader, so choosing the crop (a data-dependent
+        # draw) never syncs host and device; on the GPU their crop-sized results go up on a copy stream of their own
+        self._copy_stream = torch.cuda.Stream(self.device) if self.device.type == "cuda" else None
 
     def __len__(self) -> int:
         return self.iterations
@@ -195,16 +197,28 @@ class TrainLoader:
         else:
             torch.set_num_threads(1)
 
-    def _crop_on_own_stream(self, plan: BatchPlan, a1, a2) -> tuple[dict[str, list], list[torch.Tensor]]:
-        """`_crop_step` on the crop stream (GPU), its results handed over to the helper thread's stream: the crop
-        stream's work is finished and each tensor is marked as used there, so the allocator does not reuse its memory
-        early."""
-        if self._crop_stream is None:
-            return self._crop_step(plan, a1, a2)
-        with torch.cuda.stream(self._crop_stream):
-            feeds, trimaps = self._crop_step(plan, a1, a2)
-        self._crop_stream.synchronize()
-        consumer = torch.cuda.default_stream(self.device)
+    def _to_device(self, feeds: dict[str, list], trimaps: list[torch.Tensor]
+                   ) -> tuple[dict[str, list], list[torch.Tensor]]:
+        """The crop step's CPU tensors on the loader's GPU (a no-op on the CPU): one pinned, asynchronous copy per
+        input name on the loader's copy stream, which is then waited for (the copies only: the training step queued on
+        the main stream is not waited for), and each tensor marked as used on the helper thread's stream, so the
+        allocator does not reuse its memory early."""
+        if self._copy_stream is None:
+            return feeds, trimaps
+        dev = self.device
+
+        def upload(values: list) -> list:
+            if not values or not isinstance(values[0], torch.Tensor):
+                return values
+            if all(v.shape == values[0].shape for v in values):  # one copy for the batch, handed out as views
+                return list(torch.stack(values).pin_memory().to(dev, non_blocking=True).unbind(0))
+            return [v.pin_memory().to(dev, non_blocking=True) for v in values]
+
+        with torch.cuda.stream(self._copy_stream):
+            feeds = {name: upload(values) for name, values in feeds.items()}
+            trimaps = upload(trimaps)
+        self._copy_stream.synchronize()
+        consumer = torch.cuda.default_stream(dev)
         for t in [*trimaps, *(v for values in feeds.values() for v in values)]:
             if isinstance(t, torch.Tensor) and t.is_cuda:
                 t.record_stream(consumer)
@@ -235,8 +249,8 @@ class TrainLoader:
         self._geometry = None
         self._inflight.clear()
         self._next_feed = self._next_out = iteration
-        self._geometry = geometry_graph(self.batch_size, self.num_threads, self.device_id, self._dev_kind,
-                                        self._source, self.composites, self.encoding)
+        self._geometry = geometry_graph(self.batch_size, self.num_threads, None, "cpu", self._source, self.composites,
+                                        self.encoding)
         self._geometry.build()
 
     def _fail(self, exc: Exception, plans: list[BatchPlan]) -> None:
@@ -272,9 +286,9 @@ class TrainLoader:
             return None
         plan = self._inflight.pop(g)
         self._next_out = g + 1
-        with single_torch_thread(self.device):
-            feeds, trimaps = self._crop_on_own_stream(plan, a1, a2)
-        return plan, feeds, trimaps
+        with single_torch_thread(_CPU):
+            feeds, trimaps = self._crop_step(plan, a1, a2)
+        return plan, *self._to_device(feeds, trimaps)
 
     def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
         """Exactly len(self) - start_batch batches (see set_epoch). The finish graph of batch i runs in a helper
@@ -311,9 +325,8 @@ class TrainLoader:
             _drain(pending)
 
     def _crop_step(self, plan: BatchPlan, a1_tl, a2_tl) -> tuple[dict[str, list], list[torch.Tensor]]:
-        """Combined alphas, trimaps, crop windows and the finish graph's inputs for one batch (torch, on the loader's
-        device)."""
-        crop, dev = self.crop, self.device
+        """Combined alphas, trimaps, crop windows and the finish graph's inputs for one batch (torch, on the CPU)."""
+        crop, dev = self.crop, _CPU
         gen = torch.Generator().manual_seed(plan.crop_seed)
         trimaps: list[torch.Tensor] = []
         feeds: dict[str, list] = {n: [] for n in FINISH_INPUTS}
@@ -390,7 +403,13 @@ class TrainLoader:
                 continue
             if dev.type == "cpu" and data and isinstance(data[0], torch.Tensor):
                 data = [d.numpy() for d in data]
-            self._finish.feed_input(name, data)  # CPU: read in place (no_copy); `feeds` outlives the run below
+                self._finish.feed_input(name, data)  # read in place (no_copy); `feeds` outlives the run below
+            elif data and isinstance(data[0], torch.Tensor):
+                # DALI copies device inputs on the given stream; left to itself it would take this thread's current
+                # (the default) stream and queue the copy behind the training step
+                self._finish.feed_input(name, data, cuda_stream=self._copy_stream)
+            else:
+                self._finish.feed_input(name, data)
         try:
             image, fg, bg = self._finish.run()
         except Exception as exc:  # noqa: BLE001 - DALI raises RuntimeError subclasses

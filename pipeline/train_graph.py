@@ -1,11 +1,14 @@
-"""The two DALI graphs of the training loader. Which step runs where (same split on CPU and GPU):
+"""The two DALI graphs of the training loader. Which step runs where (on a GPU loader, graph 3 runs on the GPU):
 
-1. `geometry_graph` (DALI, prefetching ahead of the training step): decode the alpha PNGs of the foreground and of the
-   optional second foreground; one nearest-neighbour `warp_affine` per alpha applies, in a single resampling, the
-   resize of the second foreground to the first one's size, the random square resize (p 0.25), the random affine
-   (scale, shear, per-axis flips, rotation for large images), the horizontal flip and the upscaling of small images.
+1. `geometry_graph` (DALI on the CPU, for a GPU loader too, prefetching ahead of the training step): decode the
+   alpha PNGs of the foreground and of the optional second foreground; one nearest-neighbour `warp_affine` per alpha
+   applies, in a single resampling, the resize of the second foreground to the first one's size, the random square
+   resize (p 0.25), the random affine (scale, shear, per-axis flips, rotation for large images), the horizontal flip
+   and the upscaling of small images.
    A sample without a second foreground has its (blank) second alpha warped to one pixel, so it costs nothing.
-2. torch, right after it on the same device (`combine.py`, `trimap.py`, `crop.py`): the combined alpha
+2. torch on the CPU, right after it (`combine.py`, `trimap.py`, `crop.py`; on a GPU loader the crop-sized results
+   then go up in one pinned copy per input on a copy stream, so the data-dependent crop draw never syncs host and
+   device and no loader kernel waits behind the training step): the combined alpha
    1 - (1 - a1)(1 - a2) for the combined samples only (DALI's CPU arithmetic would pay full-frame float passes for
    every sample); trimap by elliptical erosion (DALI has no CPU erode) and the choice of the crop centre among the
    unknown pixels (a data-dependent choice no DALI operator makes), eroding only the region of admissible centres

@@ -1,8 +1,9 @@
 """Trimaps from alpha mattes by erosion with elliptical structuring elements, in torch on the alpha's device.
 
 DALI 2.4 has `experimental.erode` only on the GPU and the crop centre must be drawn from the resulting trimap (a
-data-dependent choice no DALI operator makes), so trimap generation runs in torch right after the geometry graph, on
-whichever device the batch is on (CPU or CUDA), and the same code serves both.
+data-dependent choice no DALI operator makes), so trimap generation runs in torch right after the geometry graph. The
+loader runs it on the CPU (a GPU loader too: the data-dependent crop draw then never syncs host and device); the code
+is device-agnostic.
 
 Recipe (docs/model.md §4.2 step 4): definite foreground = alpha == 255 (alpha >= 1 - 1e-5 in 8 bits), definite
 background = alpha == 0; each is eroded with an ellipse of size k (k = 1 means no erosion); trimap = 255 on eroded
