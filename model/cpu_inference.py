@@ -18,11 +18,11 @@ from __future__ import annotations
 import contextlib
 import copy
 import logging
-import os
-from typing import Iterator
 
 import torch
 from torch import nn
+
+from model.process_choice import ProcessChoice
 
 __all__ = ["MODES", "ENV", "set_cpu_inference", "cpu_inference", "current_mode", "fold_batchnorm",
            "folded_copy", "inference_copy", "wants_fast_path", "describe", "path_for"]
@@ -31,39 +31,23 @@ log = logging.getLogger(__name__)
 
 MODES = ("fast", "reference")
 ENV = "A2U_CPU_INFERENCE"
-_CHOICE: str | None = None
 _CACHE_ATTR = "_cpu_inference_cache"
-
-
-def _validated(name: str, source: str) -> str:
-    choice = name.strip().lower() or "fast"
-    if choice not in MODES:
-        raise ValueError(f"{source}={name!r}: expected one of {MODES}")
-    return choice
+_MODE = ProcessChoice("cpu inference mode", ENV, MODES, "fast")
 
 
 def set_cpu_inference(mode: str | None) -> None:
     """Choose ``fast`` or ``reference`` for this process; None returns to ``$A2U_CPU_INFERENCE`` (else fast)."""
-    global _CHOICE
-    _CHOICE = None if mode is None else _validated(mode, "cpu inference mode")
+    _MODE.set(mode)
 
 
-@contextlib.contextmanager
-def cpu_inference(mode: str | None) -> Iterator[None]:
+def cpu_inference(mode: str | None) -> contextlib.AbstractContextManager[None]:
     """``set_cpu_inference`` for the duration of a ``with`` block (benchmarks and tests compare the two)."""
-    previous = _CHOICE
-    set_cpu_inference(mode)
-    try:
-        yield
-    finally:
-        set_cpu_inference(previous)
+    return _MODE.override(mode)
 
 
 def current_mode() -> str:
     """The explicit choice, else ``$A2U_CPU_INFERENCE``, else ``fast``."""
-    if _CHOICE is not None:
-        return _CHOICE
-    return _validated(os.environ.get(ENV, "fast"), ENV)
+    return _MODE.current()
 
 
 def wants_fast_path(net: nn.Module, x: torch.Tensor) -> bool:

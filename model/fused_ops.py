@@ -27,11 +27,11 @@ import functools
 import logging
 import os
 from types import ModuleType
-from typing import Iterator
 
 import torch
 from torch import Tensor
 
+from model.process_choice import ProcessChoice
 from model.ops import check_downsample_args, check_upsample_args, downsample_offset
 
 log = logging.getLogger(__name__)
@@ -62,39 +62,23 @@ def _interpret_mode() -> bool:
     return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
 
 
-_CHOICE: str | None = None  # set_ops_backend / ops_backend; a plain global, which torch.compile guards on
-
-
-def _validated(name: str, source: str) -> str:
-    choice = name.strip().lower() or "auto"
-    if choice not in _BACKENDS:
-        raise ValueError(f"{source}={name!r}: expected one of {_BACKENDS}")
-    return choice
+_BACKEND = ProcessChoice("ops backend", BACKEND_ENV, _BACKENDS, "auto")
 
 
 def set_ops_backend(name: str | None) -> None:
     """Choose the reassembly backend for this process: `auto`, `fused` or `reference`; None returns to the default
     (`$A2U_OPS_BACKEND`, else auto). Training sets it from the config's `perf.ops_backend` in each worker."""
-    global _CHOICE
-    _CHOICE = None if name is None else _validated(name, "ops backend")
+    _BACKEND.set(name)
 
 
-@contextlib.contextmanager
-def ops_backend(name: str | None) -> Iterator[None]:
+def ops_backend(name: str | None) -> contextlib.AbstractContextManager[None]:
     """`set_ops_backend` for the duration of a `with` block (benchmarks and tests switch paths with it)."""
-    previous = _CHOICE
-    set_ops_backend(name)
-    try:
-        yield
-    finally:
-        set_ops_backend(previous)
+    return _BACKEND.override(name)
 
 
 def current_backend() -> str:
     """The explicit choice if one was made, else `$A2U_OPS_BACKEND` (the user-facing default), else auto."""
-    if _CHOICE is not None:
-        return _CHOICE
-    return _validated(os.environ.get(BACKEND_ENV, "auto"), BACKEND_ENV)
+    return _BACKEND.current()
 
 
 def select_backend(features: Tensor) -> str:

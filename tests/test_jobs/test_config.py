@@ -76,7 +76,7 @@ def test_ops_backend_switches_model_ops(monkeypatch: pytest.MonkeyPatch) -> None
     from jobs.train_loop import apply_ops_backend
     from model import fused_ops
 
-    monkeypatch.setattr(fused_ops, "_CHOICE", None)  # restored after the test
+    monkeypatch.setattr(fused_ops._BACKEND, "chosen", None)  # restored after the test
     monkeypatch.setenv(fused_ops.BACKEND_ENV, "reference")
     x = torch.zeros(1, 1, 2, 2)
     apply_ops_backend(load_config(None, ["perf.ops_backend=null"]))
