@@ -117,6 +117,9 @@ class A2UKernelGenerator(nn.Module):
             out = _per_sample_depthwise(x, weight, stride=2, padding=self.padding)
         else:
             weight = weight.reshape(n * c * d, 1, ke, ke)
+            if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():
+                # oneDNN otherwise reorders the whole (channels-last) map to NCHW for this convolution
+                weight = weight.contiguous(memory_format=torch.channels_last)
             out = F.conv2d(x.reshape(1, n * c, height, width), weight, stride=2, padding=self.padding, groups=n * c)
             out = out.reshape(n, c, d, out.shape[-2], out.shape[-1])
         if d == 1:

@@ -32,12 +32,14 @@ def _acc(x: torch.Tensor) -> torch.Tensor:
     return x.float() if x.dtype in _LOW_PRECISION else x
 
 
-def _tap_sum(taps, weights) -> torch.Tensor:
-    """Σ_t taps[t]·weights[t] in order t = 0, 1, …; the first product allocates the accumulator."""
-    out = None
+def _tap_sum(taps, weights, out: torch.Tensor | None = None) -> torch.Tensor:
+    """Σ_t taps[t]·weights[t] in order t = 0, 1, …; the first product allocates the accumulator, or is written into
+    ``out`` (a view of the right shape, e.g. one sub-pixel phase of the interleaved output)."""
+    first = True
     for tap, weight in zip(taps, weights):
-        if out is None:
-            out = tap * weight
+        if first:
+            out = tap * weight if out is None else torch.mul(tap, weight, out=out)
+            first = False
         elif torch.compiler.is_exporting():
             out = out + tap * weight
         else:
@@ -108,19 +110,23 @@ def phase_upsample(features: torch.Tensor, kernels: torch.Tensor, kernel_size: i
         xp = F.pad(x, (radius, radius, radius, radius)).reshape(n, g, c // g, h + 2 * radius, w + 2 * radius)
         wts = wts.permute(4, 6, 2, 0, 1, 3, 5).unsqueeze(5).contiguous()  # r×r×k²×N×G×1×h×w
         taps = [xp[..., i:i + h, j:j + w] for i in range(k) for j in range(k)]
-    phases = [_tap_sum(taps, wts[a, b].unbind(0)) for a in range(r) for b in range(r)]
-    if channels_last:  # phases N×h×w×G×Cg → N×h×r×w×r×C
-        if torch.compiler.is_exporting():
+    if torch.compiler.is_exporting() or torch.compiler.is_compiling():
+        # traced graphs get no `out=` writes into views (Dynamo refuses them): stack the phases, then interleave
+        phases = [_tap_sum(taps, wts[a, b].unbind(0)) for a in range(r) for b in range(r)]
+        if channels_last:  # phases N×h×w×G×Cg → N×h×r×w×r×C
             out = torch.stack(phases, dim=3).reshape(n, h, w, r, r, c).permute(0, 1, 3, 2, 4, 5)
-        else:
-            out = torch.empty((n, h, r, w, r, c), dtype=x.dtype, device=x.device)
-            for index, phase in enumerate(phases):
-                out[:, :, index // r, :, index % r] = phase.reshape(n, h, w, c)
-        return out.reshape(n, r * h, r * w, c).permute(0, 3, 1, 2).to(dtype)
-    if torch.compiler.is_exporting():  # phases N×G×Cg×h×w → N×C×h×r×w×r
+            return out.reshape(n, r * h, r * w, c).permute(0, 3, 1, 2).to(dtype)
         out = torch.stack(phases, dim=-1).reshape(n, c, h, w, r, r).permute(0, 1, 2, 4, 3, 5)
-    else:
-        out = torch.empty((n, c, h, r, w, r), dtype=x.dtype, device=x.device)
-        for index, phase in enumerate(phases):
-            out[:, :, :, index // r, :, index % r] = phase.reshape(n, c, h, w)
+        return out.reshape(n, c, r * h, r * w).to(dtype)
+    # each phase is summed straight into its strided view of the interleaved output (no interleaving copy)
+    if channels_last:
+        out = torch.empty((n, h, r, w, r, g, c // g), dtype=x.dtype, device=x.device)
+        for a in range(r):
+            for b in range(r):
+                _tap_sum(taps, wts[a, b].unbind(0), out=out[:, :, a, :, b])
+        return out.reshape(n, r * h, r * w, c).permute(0, 3, 1, 2).to(dtype)
+    out = torch.empty((n, g, c // g, h, r, w, r), dtype=x.dtype, device=x.device)
+    for a in range(r):
+        for b in range(r):
+            _tap_sum(taps, wts[a, b].unbind(0), out=out[..., a, :, b])
     return out.reshape(n, c, r * h, r * w).to(dtype)
