@@ -24,6 +24,18 @@ def test_train_loader_on_cuda_matches_contract(synthetic_dataset: Path) -> None:
         assert bool((b["trimap"][:, 0, 32, 32] == torch.tensor(128 / 255, device="cuda")).all())
 
 
+def test_train_loader_on_cuda_chooses_the_cpu_loaders_crops(synthetic_dataset: Path) -> None:
+    """Crop windows and trimaps are chosen on the CPU for either device: same seed, same alpha and trimap crops."""
+    cpu = pipeline.build_train_loader(synthetic_dataset, 4, 64, seed=5, iterations_per_epoch=3)
+    gpu = pipeline.build_train_loader(synthetic_dataset, 4, 64, device="cuda", seed=5, iterations_per_epoch=3)
+    n = 0
+    for a, b in zip(cpu, gpu):
+        for name in ("alpha", "trimap"):
+            assert b[name].is_cuda and torch.equal(a[name], b[name].cpu()), name
+        n += 1
+    assert n == 3
+
+
 def test_eval_loader_on_cuda(synthetic_dataset: Path) -> None:
     _assert_same_samples(synthetic_dataset)
 
