@@ -7,6 +7,8 @@
 
 (d) composites the `fg`/`bg` shards of --train at their stored size (fg * a + bg * (1 - a), trimap from the alpha as
 data_prep makes test trimaps), so the statistics come from training data at evaluation-like image sizes.
+Every row runs the eager net as trained (`A2U_CPU_INFERENCE=reference`): the fast CPU path folds the running
+statistics into the convolutions, so it would ignore train-mode BatchNorm layers and their hooks.
 """
 from __future__ import annotations
 
@@ -26,6 +28,7 @@ from data_prep.compositing import trimap_from_alpha  # noqa: E402
 from data_prep.reader import iter_samples  # noqa: E402
 from jobs.evaluate import score, trimap_only_score  # noqa: E402
 from jobs.model_uri import load_net  # noqa: E402
+from model.cpu_inference import cpu_inference  # noqa: E402
 from model.inference import prepare_input  # noqa: E402
 
 
@@ -81,6 +84,11 @@ def main() -> int:
     p.add_argument("--train", type=Path, required=True, help="shard directory with fg-*/bg-* shards")
     p.add_argument("--limit", type=int, default=64)
     args = p.parse_args()
+    with cpu_inference("reference"):
+        return _table(args)
+
+
+def _table(args: argparse.Namespace) -> int:
     floor = trimap_only_score(args.data)["SAD"]
     rows = []
     net = load_net(args.model, "cpu")
