@@ -17,7 +17,8 @@
 3. `finish_graph` (DALI): decode the foreground and the background (each decoded once, here), warp the foreground
    straight into the crop window (so colour work never touches pixels outside the crop); decode the second foreground
    (a blank 1 x 1 PNG for uncombined samples) and, inside a DALI conditional on the per-sample `combine` flag, warp it
-   and blend the two with the torch weights (one fused expression), so uncombined samples skip all of it; HSV jitter of the foreground (DALI `hsv`, means over
+   and blend the two with the torch weights (one fused expression), so uncombined samples skip all of it; HSV jitter
+   of the foreground (DALI `hsv` on the CPU, the same linear map as arithmetic on the GPU, `hsv.py`; means over
    alpha > 0 with DALI reductions), background decoded only over the crop's region (`decoders.image_slice`) and,
    inside a conditional on the per-sample `bg_resample` flag, upscaled + cropped by one cubic ROI `resize` (where its
    scale is 1 the decoded region is the crop itself and is not resampled), and the composite
@@ -59,6 +60,7 @@ from nvidia.dali import fn, pipeline_def, types
 from nvidia.dali.pipeline import Pipeline
 
 from .decoding import decode_member, decode_member_window
+from .hsv import hsv_by_arithmetic
 
 # Names of the inputs of the two graphs, in the order the loader feeds them.
 GEOMETRY_INPUTS = ("alpha1", "alpha2", "matrix1", "matrix2", "frame_size", "frame_size2")
@@ -101,7 +103,7 @@ def geometry_graph(batch_size: int, num_threads: int, device_id: int | None, dev
 
 def finish_graph(batch_size: int, num_threads: int, device_id: int | None, device: str, crop: int,
                  composites: bool = False, combine_enabled: bool = True, jitter_enabled: bool = True,
-                 encoding: str = "png", stored_image: bool = False) -> Pipeline:
+                 encoding: str = "png", stored_image: bool = False, arithmetic_hsv: bool | None = None) -> Pipeline:
     """Graph 3: foreground warp into the crop, combination, HSV jitter, background crop and the composite.
 
     Outputs image (float HWC on 0..255), fg and bg (uint8 HWC). With `composites` the background is the sample's own
@@ -110,7 +112,11 @@ def finish_graph(batch_size: int, num_threads: int, device_id: int | None, devic
     sits in a DALI conditional on the per-sample `combine` predicate, so samples without a second foreground neither
     decode nor warp one and pay no arithmetic for it. With `stored_image` (photo-* shards, composites only) the
     image output is the sample's stored photo (fed in the second-fg slot) under the same warp, never a composite.
+    `arithmetic_hsv` (default: on the GPU) writes the jitter's HSV change as arithmetic (`hsv.py`), whose amounts stay
+    on the device; DALI's `hsv` would need them on the host.
     """
+    if arithmetic_hsv is None:
+        arithmetic_hsv = device == "cuda"
 
     @pipeline_def(batch_size=batch_size, num_threads=num_threads, device_id=device_id, prefetch_queue_depth=1,
                   exec_dynamic=True, enable_conditionals=combine_enabled or not composites)
@@ -153,9 +159,10 @@ def finish_graph(batch_size: int, num_threads: int, device_id: int | None, devic
             s_arg = use * ((s_mean + sat_u * (1.1 - s_mean) / 10.0) / (s_mean + 1e-6)) + (1.0 - use)
             v_arg = use * ((v_mean + val_u * (1.1 - v_mean) / 10.0) / (v_mean + 1e-6)) + (1.0 - use)
             h_arg = hue * use
-            if gpu:  # operator arguments live on the CPU (the dynamic executor moves them)
-                s_arg, v_arg, h_arg = s_arg.cpu(), v_arg.cpu(), h_arg.cpu()
-            fg = fn.hsv(fg, hue=h_arg, saturation=s_arg, value=v_arg)
+            if arithmetic_hsv:  # the same linear map with device-side amounts (hsv.py): no copy to the host
+                fg = hsv_by_arithmetic(fg, h_arg, s_arg, v_arg)
+            else:
+                fg = fn.hsv(fg, hue=h_arg, saturation=s_arg, value=v_arg)
 
         if composites:
             bgc = fn.warp_affine(bg, matrix=m1, size=[crop, crop], interp_type=types.INTERP_NN, fill_value=0)
