@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +19,9 @@ from .compositing import composite, fit_background, trimap_from_alpha
 from .foreground import METHOD, estimate_foreground, estimate_layers
 from .images import BadInputError, encode_jpg, encode_png, load_alpha, load_rgb, passthrough_format
 from .synthetic import make_background, make_foreground
+from .trimaps import TrimapError, read_trimap_values
+
+log = logging.getLogger(__name__)
 
 
 def _meta(**kw) -> bytes:
@@ -114,9 +118,12 @@ def _load_trimap(trimap_path: str, alpha: np.ndarray, min_size: int) -> np.ndarr
     if tri.shape != alpha.shape:
         raise BadInputError(trimap_path, f"trimap is {tri.shape[1]}x{tri.shape[0]}, alpha is "
                                          f"{alpha.shape[1]}x{alpha.shape[0]}")
-    trimap = np.full_like(tri, 128)
-    trimap[tri < 64] = 0
-    trimap[tri > 191] = 255
+    try:
+        trimap, note = read_trimap_values(tri)
+    except TrimapError as exc:
+        raise BadInputError(trimap_path, str(exc)) from exc
+    if note:
+        log.info("trimap %s: %s", trimap_path, note)
     return trimap
 
 

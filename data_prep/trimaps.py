@@ -32,6 +32,7 @@ __all__ = [
     "MadeTrimap",
     "TrimapError",
     "binarize_mask",
+    "read_trimap_values",
     "scaled_radius",
     "trimap_from_alpha",
     "trimap_from_mask",
@@ -42,6 +43,8 @@ DEFAULT_FRACTION = 0.04
 DEFAULT_MIN_RADIUS = 3
 MASK_DRIFT = 16          # lossy (JPEG) masks: values this close to 0 or 255 count as 0 or 255
 MASK_MAX_ODD = 0.05      # more pixels than this in between and the file is not a binary mask
+TRIMAP_DRIFT = 16        # lossy (JPEG) trimaps: values this close to 0/128/255 are snapped to them
+TRIMAP_MAX_ODD = 0.05    # more pixels than this farther off and the file is refused as not a trimap
 
 
 class TrimapError(ValueError):
@@ -122,6 +125,35 @@ def trimap_from_alpha(alpha: np.ndarray, band: BandRadius | int | None = None) -
     area = float(alpha.sum(dtype=np.int64)) / 255.0
     radius = band.resolve(area)
     return MadeTrimap(trimap_from_regions(alpha == 255, alpha == 0, radius), radius, band.describe(area))
+
+
+def read_trimap_values(trimap: np.ndarray) -> tuple[np.ndarray, str | None]:
+    """A stored trimap's values as exactly 0/128/255, and a note on the encoding when it was not already that (for
+    the caller's log). Encodings in common use are each recognised explicitly: 0/128/255, 0/127/255, label-coded
+    0/1/2 (background / unknown / foreground), and 0/128/255 stored lossily (values within ±16 snapped; a few
+    resampled pixels farther off snap to the nearest). Anything else (a 0/1 mask, an alpha matte, a photo) raises
+    TrimapError saying what was seen. The one rule for trimap files: data_prep's released trimaps and the trimaps
+    given to `jobs predict`/`evaluate` both go through it."""
+    values = np.unique(trimap)
+    seen = set(values.tolist())
+    if seen <= {0, 1, 2} and seen != {0}:
+        if 2 not in seen:
+            raise TrimapError(f"only the values {sorted(seen)}: a binary 0/1 mask, or a label trimap without "
+                              "foreground? Give a 0/128/255 (or 0/1/2 labelled) trimap")
+        return np.array([0, 128, 255], np.uint8)[trimap], "label-coded 0/1/2: read as background/unknown/foreground"
+    if seen <= {0, 127, 128, 255}:
+        out = trimap.astype(np.uint8, copy=True)
+        out[out == 127] = 128
+        return out, None
+    nearest = np.array([0, 128, 255], np.int16)
+    distance = np.abs(trimap.astype(np.int16)[..., None] - nearest)
+    odd = float(np.mean(distance.min(axis=-1) > TRIMAP_DRIFT))
+    if odd > TRIMAP_MAX_ODD:
+        sample = ", ".join(str(v) for v in values[:: max(1, len(values) // 8)][:8])
+        raise TrimapError(f"{len(values)} distinct values ({sample}, ...) and {odd:.0%} of pixels are not near "
+                          "0/128/255: this looks like an alpha matte or a photo, not a trimap")
+    return (nearest.astype(np.uint8)[distance.argmin(axis=-1)],
+            f"{len(values)} values off 0/128/255 (lossy file?): snapped to the nearest")
 
 
 def binarize_mask(mask: np.ndarray) -> np.ndarray:

@@ -9,6 +9,7 @@ import numpy as np
 from PIL import Image
 
 from data_prep.images import BadInputError, load_alpha, load_rgb
+from data_prep.trimaps import TrimapError, read_trimap_values
 from formats.images import IMAGE_SUFFIXES  # noqa: F401 - re-exported for evaluate/predict
 from jobs.errors import JobError
 
@@ -43,35 +44,16 @@ def write_gray(path: str | Path, array: np.ndarray) -> None:
     os.replace(tmp, path)
 
 
-TRIMAP_DRIFT = 16            # JPEG-stored trimaps: values this close to 0/128/255 are snapped to them
-TRIMAP_MAX_ODD = 0.05        # more pixels than this farther off and the file is refused as not a trimap
-
-
 def check_trimap(trimap: np.ndarray, path: str | Path) -> np.ndarray:
-    """The trimap as exactly 0/128/255, from the encodings in common use, each recognised explicitly:
-    0/128/255, 0/127/255, label-coded 0/1/2 (background / unknown / foreground), and 0/128/255 stored lossily (values
-    within ±16 snapped). Anything else (a 0/1 mask, an alpha matte, a photo) is refused with what was seen."""
-    values = np.unique(trimap)
-    seen = set(values.tolist())
-    if seen <= {0, 1, 2} and seen != {0}:
-        if 2 not in seen:
-            raise JobError(f"trimap {path}: only the values {sorted(seen)}: a binary 0/1 mask, or a label trimap "
-                           "without foreground? Give a 0/128/255 (or 0/1/2 labelled) trimap")
-        log.info("trimap %s is label-coded 0/1/2: read as background/unknown/foreground", path)
-        return np.array([0, 128, 255], np.uint8)[trimap]
-    if seen <= {0, 127, 128, 255}:
-        out = trimap.astype(np.uint8, copy=True)
-        out[out == 127] = 128
-        return out
-    nearest = np.array([0, 128, 255], np.int16)
-    distance = np.abs(trimap.astype(np.int16)[..., None] - nearest)
-    odd = float(np.mean(distance.min(axis=-1) > TRIMAP_DRIFT))
-    if odd > TRIMAP_MAX_ODD:
-        sample = ", ".join(str(v) for v in values[:: max(1, len(values) // 8)][:8])
-        raise JobError(f"trimap {path}: {len(values)} distinct values ({sample}, ...) and {odd:.0%} of pixels are not "
-                       "near 0/128/255: this looks like an alpha matte or a photo, not a trimap")
-    log.info("trimap %s has %d values off 0/128/255 (lossy file?): snapped to the nearest", path, len(values))
-    return nearest.astype(np.uint8)[distance.argmin(axis=-1)]
+    """The trimap as exactly 0/128/255 by data_prep's one rule for trimap files (`read_trimap_values`), or a
+    JobError naming the file."""
+    try:
+        out, note = read_trimap_values(trimap)
+    except TrimapError as exc:
+        raise JobError(f"trimap {path}: {exc}") from exc
+    if note:
+        log.info("trimap %s: %s", path, note)
+    return out
 
 
 def grid_png(path: str | Path, image: np.ndarray, trimap: np.ndarray, pred: np.ndarray, truth: np.ndarray,

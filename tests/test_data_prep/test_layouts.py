@@ -214,3 +214,28 @@ def test_photos_only_for_image_layouts(tmp_path: Path, capsys) -> None:
         main(["transparent460", "--root", str(tmp_path), "--bg", str(tmp_path), "--out", str(tmp_path / "o"),
               "--photos"])
     assert "--photos" in capsys.readouterr().err
+
+
+def test_released_trimap_that_is_a_matte_is_bad_input(tmp_path: Path, capsys) -> None:
+    """A released 'trimap' holding soft alpha values is refused by name (not thresholded into a wrong band); a
+    label-coded 0/1/2 trimap is read as background/unknown/foreground."""
+    root = tmp_path / "am2k"
+    _tree("am2k", root)
+    tri_dir = root / "validation/trimap"
+    names = sorted(p.name for p in tri_dir.iterdir())
+    h, w = np.asarray(Image.open(tri_dir / names[0])).shape
+    Image.fromarray(np.tile(np.linspace(0, 255, w).astype(np.uint8), (h, 1))).save(tri_dir / names[0])
+    h, w = np.asarray(Image.open(tri_dir / names[1])).shape
+    labels = np.zeros((h, w), np.uint8)
+    labels[:, w // 3:] = 1
+    labels[:, 2 * w // 3:] = 2
+    Image.fromarray(labels).save(tri_dir / names[1])
+    args = ["am2k", "--root", str(root), "--bg", str(_bgs(tmp_path / "bg")), "--workers", "1", "--val-count", "1"]
+    assert main([*args, "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert names[0] in err and "not a trimap" in err
+    assert main([*args, "--out", str(tmp_path / "o2"), "--skip-bad"]) == 0
+    test = _samples(tmp_path / "o2", "test")
+    assert len(test) == 1
+    tri = np.asarray(Image.open(io.BytesIO(next(iter(test.values()))["trimap.png"])))
+    assert set(np.unique(tri).tolist()) == {0, 128, 255}
