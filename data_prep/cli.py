@@ -53,6 +53,16 @@ def int_at_least(minimum: int, name: str, why: str = "") -> Callable[[str], int]
 
 _positive = int_at_least(1, "_positive")
 _min_size_64 = int_at_least(64, "_min_size_64", " (smaller images cannot show hair-like detail)")
+
+
+def _family_weights(text: str) -> tuple[float, ...]:
+    """argparse type of --families: the synthetic generator's parser, its errors as usage errors."""
+    from .synthetic import family_weights
+
+    try:
+        return family_weights(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 _non_negative = int_at_least(0, "_non_negative")
 
 
@@ -161,6 +171,8 @@ def _add_layout_parsers(sub) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .synthetic import FAMILIES
+
     parser = argparse.ArgumentParser(prog="python -m data_prep",
                                      description="Raw matting data -> verified WebDataset shards (+ DALI .idx).")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-v info, -vv debug)")
@@ -175,6 +187,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--size", type=_min_size_64, default=512, help="long side in pixels (default 512, min 64)")
     p.add_argument("--test-count", type=_non_negative, default=None,
                    help="held-out test foregrounds (default max(2, count//4))")
+    p.add_argument("--families", type=_family_weights, default=None, metavar="NAME=WEIGHT,...",
+                   help="mix of foreground families for every split, e.g. object=3,person=1,fur=1 (families left "
+                        "out get 0; names: " + ", ".join(f[0] for f in FAMILIES) + "; default: "
+                        + ",".join(f"{f[0]}={f[2]:g}" for f in FAMILIES) + ")")
     _add_writer_options(p, val_default=None, test_default=2)
     p.set_defaults(func=cmd_synthetic)
 
@@ -242,15 +258,18 @@ def _report(result: BuildResult, out: Path) -> int:
 def cmd_synthetic(args: argparse.Namespace) -> int:
     from . import encoders  # noqa: F401 - registers the sample encoders
     from .plans import synthetic_plan, synthetic_split_sizes
-    from .synthetic import preload_photos
+    from .synthetic import FAMILIES, preload_photos
 
     n, v, t = synthetic_split_sizes(args.count, args.val_count, args.test_count)
     options = {"command": "synthetic", "count": n, "size": args.size, "seed": args.seed, "val_count": v,
                "test_count": t, "test_composites": args.test_composites, "val_composites": 2,
                "train_composites": args.train_composites, "shard_size": args.shard_size,
                "encoding": args.encoding}
+    if args.families is not None:
+        options["families"] = dict(zip((f[0] for f in FAMILIES), args.families))
     preload_photos()
-    plan = synthetic_plan(args.count, args.size, args.seed, v, t, args.test_composites, args.train_composites)
+    plan = synthetic_plan(args.count, args.size, args.seed, v, t, args.test_composites, args.train_composites,
+                          families=args.families)
     result = build_at(args.out, options, plan, workers=args.workers, shard_bytes=args.shard_size,
                    skip_bad=args.skip_bad, overwrite=args.overwrite, encoding=args.encoding, executor=_executor(args))
     return _report(result, args.out)

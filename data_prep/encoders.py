@@ -46,8 +46,8 @@ def _composite_sample(key: str, fg: np.ndarray, alpha: np.ndarray, bg: np.ndarra
 
 # ----------------------------------------------------------------------------- synthetic
 @functools.lru_cache(maxsize=16)
-def _synthetic_fg(seed: int, index: int, size: int):
-    return make_foreground(seed, index, size)
+def _synthetic_fg(seed: int, index: int, size: int, families: tuple[float, ...] | None = None):
+    return make_foreground(seed, index, size, families)
 
 
 @functools.lru_cache(maxsize=16)
@@ -56,8 +56,8 @@ def _synthetic_bg(seed: int, index: int, size: int):
 
 
 @encoder("synthetic_fg")
-def synthetic_fg(key: str, seed: int, index: int, size: int) -> dict:
-    fg, alpha, family = _synthetic_fg(seed, index, size)
+def synthetic_fg(key: str, seed: int, index: int, size: int, families: tuple[float, ...] | None = None) -> dict:
+    fg, alpha, family = _synthetic_fg(seed, index, size, families)
     h, w = alpha.shape
     return {"__key__": key, "fg.png": encode_png(fg), "alpha.png": encode_png(alpha),
             "meta.json": _meta(source=f"synthetic:{family}:seed{seed}:fg{index}", width=w, height=h)}
@@ -69,8 +69,9 @@ def synthetic_bg(key: str, seed: int, index: int, size: int) -> dict:
 
 
 @encoder("synthetic_composite")
-def synthetic_composite(key: str, seed: int, fg_index: int, bg_index: int, size: int, train: bool) -> dict:
-    fg, alpha, family = _synthetic_fg(seed, fg_index, size)
+def synthetic_composite(key: str, seed: int, fg_index: int, bg_index: int, size: int, train: bool,
+                        families: tuple[float, ...] | None = None) -> dict:
+    fg, alpha, family = _synthetic_fg(seed, fg_index, size, families)
     bg = _synthetic_bg(seed, bg_index, size)
     return _composite_sample(key, fg, alpha, bg, f"synthetic:{family}:seed{seed}:fg{fg_index}",
                              f"synthetic:seed{seed}:bg{bg_index}", train)

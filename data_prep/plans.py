@@ -34,7 +34,8 @@ def synthetic_split_sizes(count: int, val_count: int | None, test_count: int | N
 
 
 def synthetic_plan(count: int, size: int, seed: int, val_count: int | None, test_count: int | None,
-                   test_composites: int, train_composites: int, val_composites: int = 2) -> dict[str, list[Task]]:
+                   test_composites: int, train_composites: int, val_composites: int = 2,
+                   families: tuple[float, ...] | None = None) -> dict[str, list[Task]]:
     """Synthetic dataset layout.
 
     Foreground indices 0..N-1 go to fg shards (training), the next V indices are the validation foregrounds and
@@ -45,9 +46,12 @@ def synthetic_plan(count: int, size: int, seed: int, val_count: int | None, test
     n, v, t = synthetic_split_sizes(count, val_count, test_count)
     n_bg = max(8, count)
     plan: dict[str, list[Task]] = {"fg": [], "bg": [], "val": [], "test": [], "train": []}
-    base = ("synthetic", seed, size)
+    # a family mix other than the built-in one changes every foreground: it is part of their digests (and args)
+    base = ("synthetic", seed, size) if families is None else ("synthetic", seed, size, "families", *families)
+    fam = () if families is None else (families,)
     for i in range(n):
-        plan["fg"].append(Task("fg", "synthetic_fg", (f"fg{i:06d}", seed, i, size), task_digest(*base, "fg", i)))
+        plan["fg"].append(Task("fg", "synthetic_fg", (f"fg{i:06d}", seed, i, size, *fam),
+                               task_digest(*base, "fg", i)))
     for i in range(n_bg):
         plan["bg"].append(Task("bg", "synthetic_bg", (f"bg{i:06d}", seed, i, size), task_digest(*base, "bg", i)))
     held_bg = n_bg
@@ -55,14 +59,15 @@ def synthetic_plan(count: int, size: int, seed: int, val_count: int | None, test
         for f in range(first, first + nfg):
             for j in range(per):
                 key = f"{kind}{f:06d}_{j}"
-                plan[kind].append(Task(kind, "synthetic_composite", (key, seed, f, held_bg, size, False),
+                plan[kind].append(Task(kind, "synthetic_composite", (key, seed, f, held_bg, size, False, *fam),
                                        task_digest(*base, kind, f, held_bg)))
                 held_bg += 1
     rng = random.Random(f"{seed}:train-bg")
     for i in range(n if train_composites else 0):
         for j in range(train_composites):
             b = rng.randrange(n_bg)
-            plan["train"].append(Task("train", "synthetic_composite", (f"train{i:06d}_{j}", seed, i, b, size, True),
+            plan["train"].append(Task("train", "synthetic_composite",
+                                      (f"train{i:06d}_{j}", seed, i, b, size, True, *fam),
                                       task_digest(*base, "train", i, b)))
     return {k: shuffled(v_, seed, k) for k, v_ in plan.items() if v_}
 

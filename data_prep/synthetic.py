@@ -435,11 +435,33 @@ def _aspect_size(rng: np.random.Generator, size: int) -> tuple[int, int]:
     return (size, short) if rng.random() < 0.6 else (short, size)
 
 
-def make_foreground(seed: int, index: int, size: int) -> tuple[np.ndarray, np.ndarray, str]:
-    """Foreground `index` for `seed`: (RGB uint8 H x W x 3, alpha uint8 H x W, family name). Deterministic."""
+def family_weights(spec: str) -> tuple[float, ...]:
+    """`name=weight,...` (e.g. `object=3,person=1`) as weights in FAMILIES order; families left out get weight 0.
+    Raises ValueError naming what is wrong."""
+    names = [f[0] for f in FAMILIES]
+    weights = dict.fromkeys(names, 0.0)
+    for item in filter(None, (part.strip() for part in spec.split(","))):
+        name, sep, value = item.partition("=")
+        if not sep or name.strip() not in weights:
+            raise ValueError(f"family weight {item!r}: expected NAME=WEIGHT with NAME one of {', '.join(names)}")
+        try:
+            weights[name.strip()] = float(value)
+        except ValueError:
+            raise ValueError(f"family weight {item!r}: {value!r} is not a number") from None
+        if not np.isfinite(weights[name.strip()]) or weights[name.strip()] < 0:
+            raise ValueError(f"family weight {item!r}: weights must be finite and >= 0")
+    if sum(weights.values()) <= 0:
+        raise ValueError(f"family weights {spec!r}: at least one family needs a weight > 0")
+    return tuple(weights[n] for n in names)
+
+
+def make_foreground(seed: int, index: int, size: int,
+                    families: tuple[float, ...] | None = None) -> tuple[np.ndarray, np.ndarray, str]:
+    """Foreground `index` for `seed`: (RGB uint8 H x W x 3, alpha uint8 H x W, family name). Deterministic.
+    `families`: weights in FAMILIES order (`family_weights`), default the built-in mix."""
     rng = np.random.default_rng([seed, FG_STREAM, index])
     h, w = _aspect_size(rng, size)
-    probs = np.array([f[2] for f in FAMILIES])
+    probs = np.array(families if families is not None else [f[2] for f in FAMILIES], dtype=np.float64)
     name, fn, _ = FAMILIES[int(rng.choice(len(FAMILIES), p=probs / probs.sum()))]
     fg, alpha = fn(rng, h * SS, w * SS)
     if name == "person" and rng.random() < 0.5:  # mirror half the portraits
