@@ -53,6 +53,7 @@ def int_at_least(minimum: int, name: str, why: str = "") -> Callable[[str], int]
 
 _positive = int_at_least(1, "_positive")
 _min_size_64 = int_at_least(64, "_min_size_64", " (smaller images cannot show hair-like detail)")
+_non_negative = int_at_least(0, "_non_negative")
 
 
 def _family_weights(text: str) -> tuple[float, ...]:
@@ -63,7 +64,6 @@ def _family_weights(text: str) -> tuple[float, ...]:
         return family_weights(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
-_non_negative = int_at_least(0, "_non_negative")
 
 
 def _add_writer_options(p: argparse.ArgumentParser, *, val_default: int | None, test_default: int | None) -> None:

@@ -441,15 +441,16 @@ def family_weights(spec: str) -> tuple[float, ...]:
     names = [f[0] for f in FAMILIES]
     weights = dict.fromkeys(names, 0.0)
     for item in filter(None, (part.strip() for part in spec.split(","))):
-        name, sep, value = item.partition("=")
-        if not sep or name.strip() not in weights:
+        name, sep, value = (part.strip() for part in item.partition("="))
+        if not sep or name not in weights:
             raise ValueError(f"family weight {item!r}: expected NAME=WEIGHT with NAME one of {', '.join(names)}")
         try:
-            weights[name.strip()] = float(value)
+            weight = float(value)
         except ValueError:
             raise ValueError(f"family weight {item!r}: {value!r} is not a number") from None
-        if not np.isfinite(weights[name.strip()]) or weights[name.strip()] < 0:
+        if not np.isfinite(weight) or weight < 0:
             raise ValueError(f"family weight {item!r}: weights must be finite and >= 0")
+        weights[name] = weight
     if sum(weights.values()) <= 0:
         raise ValueError(f"family weights {spec!r}: at least one family needs a weight > 0")
     return tuple(weights[n] for n in names)

@@ -24,6 +24,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from model.phase_ops import is_channels_last
+
 __all__ = ["A2UKernelGenerator", "generator_parameter_count"]
 
 
@@ -117,7 +119,7 @@ class A2UKernelGenerator(nn.Module):
             out = _per_sample_depthwise(x, weight, stride=2, padding=self.padding)
         else:
             weight = weight.reshape(n * c * d, 1, ke, ke)
-            if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():
+            if is_channels_last(x):
                 # oneDNN otherwise reorders the whole (channels-last) map to NCHW for this convolution
                 weight = weight.contiguous(memory_format=torch.channels_last)
             out = F.conv2d(x.reshape(1, n * c, height, width), weight, stride=2, padding=self.padding, groups=n * c)

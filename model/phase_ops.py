@@ -115,18 +115,15 @@ def phase_upsample(features: torch.Tensor, kernels: torch.Tensor, kernel_size: i
         phases = [_tap_sum(taps, wts[a, b].unbind(0)) for a in range(r) for b in range(r)]
         if channels_last:  # phases N×h×w×G×Cg → N×h×r×w×r×C
             out = torch.stack(phases, dim=3).reshape(n, h, w, r, r, c).permute(0, 1, 3, 2, 4, 5)
-            return out.reshape(n, r * h, r * w, c).permute(0, 3, 1, 2).to(dtype)
-        out = torch.stack(phases, dim=-1).reshape(n, c, h, w, r, r).permute(0, 1, 2, 4, 3, 5)
-        return out.reshape(n, c, r * h, r * w).to(dtype)
-    # each phase is summed straight into its strided view of the interleaved output (no interleaving copy)
-    if channels_last:
-        out = torch.empty((n, h, r, w, r, g, c // g), dtype=x.dtype, device=x.device)
+        else:  # phases N×G×Cg×h×w → N×C×h×r×w×r
+            out = torch.stack(phases, dim=-1).reshape(n, c, h, w, r, r).permute(0, 1, 2, 4, 3, 5)
+    else:  # each phase is summed straight into its strided view of the interleaved output (no interleaving copy)
+        shape = (n, h, r, w, r, g, c // g) if channels_last else (n, g, c // g, h, r, w, r)
+        out = torch.empty(shape, dtype=x.dtype, device=x.device)
         for a in range(r):
             for b in range(r):
-                _tap_sum(taps, wts[a, b].unbind(0), out=out[:, :, a, :, b])
+                phase = out[:, :, a, :, b] if channels_last else out[..., a, :, b]
+                _tap_sum(taps, wts[a, b].unbind(0), out=phase)
+    if channels_last:
         return out.reshape(n, r * h, r * w, c).permute(0, 3, 1, 2).to(dtype)
-    out = torch.empty((n, g, c // g, h, r, w, r), dtype=x.dtype, device=x.device)
-    for a in range(r):
-        for b in range(r):
-            _tap_sum(taps, wts[a, b].unbind(0), out=out[..., a, :, b])
     return out.reshape(n, c, r * h, r * w).to(dtype)

@@ -249,7 +249,7 @@ class TrainLoader:
         self._geometry = None
         self._inflight.clear()
         self._next_feed = self._next_out = iteration
-        self._geometry = geometry_graph(self.batch_size, self.num_threads, None, "cpu", self._source, self.composites,
+        self._geometry = geometry_graph(self.batch_size, self.num_threads, self._source, self.composites,
                                         self.encoding)
         self._geometry.build()
 

@@ -78,22 +78,23 @@ JITTER_INPUTS = ("hue", "sat_u", "val_u", "jitter")
 _GPU_FINISH_INPUTS = ("alpha", "alpha_inv", "weight1", "weight2", "hue", "sat_u", "val_u", "jitter")
 
 
-def geometry_graph(batch_size: int, num_threads: int, device_id: int | None, device: str, source,
-                   composites: bool = False, encoding: str = "png") -> Pipeline:
+def geometry_graph(batch_size: int, num_threads: int, source, composites: bool = False,
+                   encoding: str = "png") -> Pipeline:
     """Graph 1: alphas decoded and warped into the (upscaled) augmented frame; `source()` yields the input batches.
 
-    Outputs the two warped uint8 alphas; the second is warped to one pixel when the sample is not combined (its
-    `frame_size2`), and the loader combines them in torch only where needed. With `composites` the second input is
-    the sample's stored trimap, warped like the alpha.
+    Always on the CPU, for GPU loaders too: the crop step that reads its outputs runs there. Outputs the two warped
+    uint8 alphas; the second is warped to one pixel when the sample is not combined (its `frame_size2`), and the
+    loader combines them in torch only where needed. With `composites` the second input is the sample's stored
+    trimap, warped like the alpha.
     """
 
-    @pipeline_def(batch_size=batch_size, num_threads=num_threads, device_id=device_id, prefetch_queue_depth=2,
+    @pipeline_def(batch_size=batch_size, num_threads=num_threads, device_id=None, prefetch_queue_depth=2,
                   exec_dynamic=True)
     def graph():
         a1_bytes, a2_bytes, m1, m2, size1, size2 = fn.external_source(source=source,
                                                                       num_outputs=len(GEOMETRY_INPUTS), batch=True)
-        a1 = decode_member(a1_bytes, device, encoding, types.GRAY)
-        a2 = decode_member(a2_bytes, device, encoding, types.GRAY)
+        a1 = decode_member(a1_bytes, "cpu", encoding, types.GRAY)
+        a2 = decode_member(a2_bytes, "cpu", encoding, types.GRAY)
         a1 = fn.warp_affine(a1, matrix=m1, size=size1, interp_type=types.INTERP_NN, fill_value=0)
         a2 = fn.warp_affine(a2, matrix=m2, size=size2, interp_type=types.INTERP_NN, fill_value=0)
         return a1, a2
