@@ -22,6 +22,7 @@ import numpy as np
 
 from data_prep.trimaps import BandRadius
 from jobs.errors import JobError
+from jobs.inference_options import InferenceOptions
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +50,7 @@ class MattePredictor:
     error; the other images of the batch go on."""
 
     def __init__(self, model: str, tracking_uri: str, device: str, from_mask: bool, band: BandRadius,
-                 tta: str, pad: str, max_pixels: int | None, driver_cwd: str) -> None:
+                 options: InferenceOptions, driver_cwd: str) -> None:
         import mlflow
 
         from data_prep.ray_executor import enter_driver_cwd
@@ -60,7 +61,7 @@ class MattePredictor:
         mlflow.set_registry_uri(tracking_uri)
         self.net = load_net(model, pick_device(device))
         self.from_mask, self.band = from_mask, band
-        self.options = {"tta": tta, "pad": pad, "max_pixels": max_pixels}
+        self.options = options
         self.worker = f"{socket.gethostname()}:{os.getpid()}"
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -72,7 +73,7 @@ class MattePredictor:
             t0 = time.perf_counter()
             try:
                 alpha = matte_of(self.net, Path(image), Path(guide), from_mask=self.from_mask, band=self.band,
-                                 **self.options)
+                                 options=self.options)
                 write_gray(matte, alpha)
                 status.append("written")
                 errors.append("")
@@ -99,8 +100,8 @@ def _write_csv(path: Path, rows: list[dict]) -> None:
 
 def run_batch_predict(model: str, image: str, trimap: str | None, out: str, *, address: str | None,
                       actors: int, batch_size: int, device: str = "auto", overwrite: bool = False,
-                      mask: str | None = None, band: BandRadius | None = None, tta: str = "none",
-                      pad: str = "reflect", max_pixels: int | None = None) -> BatchPredictResult:
+                      mask: str | None = None, band: BandRadius | None = None,
+                      options: InferenceOptions | None = None) -> BatchPredictResult:
     """Mattes for every image not done yet (all with `overwrite`) on `actors` Ray actors; the CSV lists every image.
 
     `address` is as `ray.init` takes it (None: $RAY_ADDRESS, this machine's running cluster, else a local one)."""
@@ -137,8 +138,8 @@ def run_batch_predict(model: str, image: str, trimap: str | None, out: str, *, a
                 MattePredictor, batch_size=batch_size, batch_format="numpy",
                 compute=ray.data.ActorPoolStrategy(size=min(actors, blocks)), num_cpus=1, num_gpus=gpus,
                 fn_constructor_kwargs={"model": model, "tracking_uri": mlflow.get_tracking_uri(), "device": device,
-                                       "from_mask": mask is not None, "band": band or BandRadius(), "tta": tta,
-                                       "pad": pad, "max_pixels": max_pixels, "driver_cwd": os.getcwd()})
+                                       "from_mask": mask is not None, "band": band or BandRadius(),
+                                       "options": options or InferenceOptions(), "driver_cwd": os.getcwd()})
             for row in ds.iter_rows():
                 rows[str(row["image"])].update(status=str(row["status"]), error=str(row["error"]),
                                                seconds=float(row["seconds"]), worker=str(row["worker"]))

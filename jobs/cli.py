@@ -43,9 +43,9 @@ def _use_tracking(args: argparse.Namespace) -> None:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from jobs.evaluate import METRICS, InferenceOptions, run_evaluate
+    from jobs.evaluate import METRICS, run_evaluate
 
-    options = InferenceOptions(tta=args.tta, pad=args.pad, max_pixels=args.max_pixels)
+    options = _inference_options(args)
     s = run_evaluate(args.model, args.data, args.out, args.set_alias, args.device, args.tracking_uri,
                      options=options)
     means = "  ".join(f"{k} {v:.4f}" for k, v in s["means"].items())
@@ -79,11 +79,11 @@ def _predict(args: argparse.Namespace) -> int:
         raise JobError("--actors and --batch-size are options of --ray")
     if remote:
         uris = run_predict_s3(args.model, args.image, args.trimap, args.out, args.device, args.overwrite,
-                              mask=args.mask, band=band, tta=args.tta, pad=args.pad, max_pixels=args.max_pixels)
+                              mask=args.mask, band=band, options=_inference_options(args))
         print(f"wrote {len(uris)} alpha matte(s): {uris[0] if len(uris) == 1 else uris[0].rsplit('/', 1)[0]}")
         return 0
     written = run_predict(args.model, args.image, args.trimap, args.out, args.device, args.overwrite,
-                          mask=args.mask, band=band, tta=args.tta, pad=args.pad, max_pixels=args.max_pixels)
+                          mask=args.mask, band=band, options=_inference_options(args))
     print(f"wrote {len(written)} alpha matte(s): {written[0] if len(written) == 1 else written[0].parent}")
     return 0
 
@@ -93,8 +93,8 @@ def _predict_on_ray(args: argparse.Namespace, band) -> int:
 
     r = run_batch_predict(args.model, args.image, args.trimap, args.out, address=args.ray or None,
                           actors=args.actors or 1, batch_size=args.batch_size or 2, device=args.device,
-                          overwrite=args.overwrite, mask=args.mask, band=band, tta=args.tta, pad=args.pad,
-                          max_pixels=args.max_pixels)
+                          overwrite=args.overwrite, mask=args.mask, band=band,
+                          options=_inference_options(args))
     done = r.count("written")
     print(f"{done} matte(s) written, {r.count('skipped')} skipped (exist), {r.count('failed')} failed in "
           f"{r.seconds:.1f} s; every image in {r.csv_path}")
@@ -170,6 +170,13 @@ def _add_inference_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-pixels", type=_positive_int, default=DEFAULT_MAX_PIXELS,
                    help=f"padded images above this many pixels run in overlapping tiles (default {DEFAULT_MAX_PIXELS}"
                         "; lower it when memory runs out)")
+
+
+def _inference_options(args: argparse.Namespace):
+    """The parsed --tta/--pad/--max-pixels as the one value every predict and evaluate path takes."""
+    from jobs.inference_options import InferenceOptions
+
+    return InferenceOptions(tta=args.tta, pad=args.pad, max_pixels=args.max_pixels)
 
 
 def build_parser() -> argparse.ArgumentParser:

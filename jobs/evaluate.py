@@ -26,6 +26,7 @@ from tqdm import tqdm
 from formats.manifest import MANIFEST, ManifestError, read_manifest
 from jobs.errors import JobError
 from jobs.images import check_trimap, read_gray, read_rgb
+from jobs.inference_options import InferenceOptions
 
 log = logging.getLogger(__name__)
 
@@ -51,23 +52,6 @@ class EvalFailure:
     """An image that could not be scored: its key and why (becomes an error row of the CSV)."""
     key: str
     error: str
-
-
-@dataclass(frozen=True)
-class InferenceOptions:
-    """How predictions are made (model/inference.py options); part of what makes two scores comparable."""
-    tta: str = "none"
-    pad: str = "reflect"
-    max_pixels: int | None = None
-
-    def pixels(self) -> int:
-        """The tiling threshold in effect (the inference default when none was given)."""
-        from model.inference import DEFAULT_MAX_PIXELS
-
-        return self.max_pixels or DEFAULT_MAX_PIXELS
-
-    def tag(self) -> str:
-        return f"tta={self.tta},pad={self.pad},max_pixels={self.pixels()}"
 
 
 def category_of(key: str) -> str:

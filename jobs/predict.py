@@ -16,6 +16,7 @@ from data_prep.trimap_files import check_targets as check_output_targets
 from data_prep.trimaps import BandRadius, TrimapError, trimap_from_mask
 from jobs.errors import JobError
 from jobs.images import IMAGE_SUFFIXES, check_trimap, read_gray, read_rgb, write_gray
+from jobs.inference_options import InferenceOptions
 
 log = logging.getLogger(__name__)
 
@@ -68,12 +69,12 @@ def trimap_of_mask(mask_path: Path, band: BandRadius) -> np.ndarray:
     return made.trimap
 
 
-def matte_of(net, img_path: Path, second_path: Path, *, from_mask: bool, band: BandRadius, tta: str = "none",
-             pad: str = "reflect", max_pixels: int | None = None) -> np.ndarray:
+def matte_of(net, img_path: Path, second_path: Path, *, from_mask: bool, band: BandRadius,
+             options: InferenceOptions) -> np.ndarray:
     """The 8-bit alpha matte of one image and its trimap (or coarse mask, `from_mask`); JobError naming the file for
     an unreadable image, a bad trimap or mask, mismatched sizes or impossible inference options. The one per-image
     step of `predict`, run in this process or in Ray actors (jobs/batch_predict.py)."""
-    from model.inference import DEFAULT_MAX_PIXELS, predict_alpha
+    from model.inference import predict_alpha
 
     rgb = read_rgb(img_path)
     tri = trimap_of_mask(second_path, band) if from_mask else check_trimap(read_gray(second_path), second_path)
@@ -81,7 +82,7 @@ def matte_of(net, img_path: Path, second_path: Path, *, from_mask: bool, band: B
         raise JobError(f"{img_path} is {rgb.shape[1]}x{rgb.shape[0]} but its {'mask' if from_mask else 'trimap'} "
                        f"{second_path} is {tri.shape[1]}x{tri.shape[0]}")
     try:
-        return predict_alpha(net, rgb, tri, max_pixels=max_pixels or DEFAULT_MAX_PIXELS, tta=tta, pad=pad)
+        return predict_alpha(net, rgb, tri, max_pixels=options.pixels(), tta=options.tta, pad=options.pad)
     except ValueError as exc:  # e.g. a --max-pixels too small for the tile overlap
         raise JobError(f"{img_path}: {exc}") from exc
 
@@ -96,28 +97,27 @@ def predict_pairs(image: str, trimap: str | None, mask: str | None, out: str) ->
 
 def run_predict(model: str, image: str, trimap: str | None, out: str, device: str = "auto",
                 overwrite: bool = False, *, mask: str | None = None, band: BandRadius | None = None,
-                tta: str = "none", pad: str = "reflect", max_pixels: int | None = None) -> list[Path]:
+                options: InferenceOptions | None = None) -> list[Path]:
     """Write one 8-bit alpha PNG per input image; returns the written paths. Exactly one of `trimap` and `mask`
     (a coarse binary mask, made into a trimap with `band`) is given. Existing files are replaced only with
     `overwrite`, and an input is never an output."""
     from model.cpu_inference import path_for
-    from model.inference import DEFAULT_MAX_PIXELS
 
     from jobs.model_uri import load_net, pick_device
 
     pairs = predict_pairs(image, trimap, mask, out)
     check_targets(pairs, overwrite)
     band = band or BandRadius()
+    options = options or InferenceOptions()
     dev = pick_device(device)
     t0 = time.time()
     net = load_net(model, dev)
     log.info("loaded %s on %s in %.1f s", model, dev, time.time() - t0)
     log.info("inference path: %s", path_for(net, dev))
-    log.info("inference: tta %s, pad %s, tiles above %d pixels", tta, pad, max_pixels or DEFAULT_MAX_PIXELS)
+    log.info("inference: tta %s, pad %s, tiles above %d pixels", options.tta, options.pad, options.pixels())
     written = []
     for img_path, tri_path, out_path in tqdm(pairs, desc="predict", unit="img", disable=len(pairs) < 2):
-        alpha = matte_of(net, img_path, tri_path, from_mask=mask is not None, band=band, tta=tta, pad=pad,
-                         max_pixels=max_pixels)
+        alpha = matte_of(net, img_path, tri_path, from_mask=mask is not None, band=band, options=options)
         write_gray(out_path, alpha)
         written.append(out_path)
     return written

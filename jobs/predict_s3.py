@@ -11,7 +11,9 @@ from pathlib import Path, PurePosixPath
 
 from formats import object_store
 from formats.images import IMAGE_SUFFIXES
+from data_prep.trimaps import BandRadius
 from jobs.errors import JobError
+from jobs.inference_options import InferenceOptions
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +73,8 @@ def _matte_uris(out: str, image_is_file: bool, image: Path) -> tuple[str, str]:
 
 
 def run_predict_s3(model: str, image: str, trimap: str | None, out: str, device: str = "auto",
-                   overwrite: bool = False, *, mask: str | None = None, **options) -> list[str]:
+                   overwrite: bool = False, *, mask: str | None = None, band: BandRadius | None = None,
+                   options: InferenceOptions | None = None) -> list[str]:
     """`jobs.predict.run_predict` for locations that may be s3:// URIs; returns the written mattes (URIs or
     paths). Targets are checked before any inference: an existing matte object is kept unless `overwrite`, and a
     matte is never written over an input object."""
@@ -91,7 +94,8 @@ def run_predict_s3(model: str, image: str, trimap: str | None, out: str, device:
             if not object_store.is_remote(out):
                 return [str(p) for p in run_predict(model, str(local_image), str(local_second) if trimap else None,
                                                     out, device, overwrite,
-                                                    mask=str(local_second) if mask else None, **options)]
+                                                    mask=str(local_second) if mask else None, band=band,
+                                                    options=options)]
             folder, file_name = _matte_uris(out, image_is_file, local_image)
             local_out = Path(tmp) / "out"
             local_out.mkdir()
@@ -101,7 +105,8 @@ def run_predict_s3(model: str, image: str, trimap: str | None, out: str, device:
             uris = {p[2]: object_store.join(folder, p[2].name) for p in pairs}
             _check_remote_targets(list(uris.values()), sources, overwrite)
             written = run_predict(model, str(local_image), str(local_second) if trimap else None, str(target),
-                                  device, True, mask=str(local_second) if mask else None, **options)
+                                  device, True, mask=str(local_second) if mask else None, band=band,
+                                  options=options)
             for path in written:
                 object_store.write_bytes(uris[path], path.read_bytes())
             log.info("wrote %d matte(s) to %s", len(written), folder)
