@@ -5,7 +5,9 @@ pixel get fractional alpha, the way real hair does. Four families, chosen per in
 - people-like portraits (head, neck, shoulders, arms; hair cap with hundreds of thin strands; sometimes a veil),
 - fur and plants (animal-like bodies with fur strands along the outline; stems, hard-edged leaves, grass blades),
 - glass-like translucent vessels (low interior alpha, opaque rims, specular highlights),
-- hard objects (polygons / rounded shapes with holes, sometimes motion- or defocus-blurred edges).
+- hard objects (polygons / rounded shapes with holes, sometimes motion- or defocus-blurred edges),
+- creatures (hand-cut animal silhouettes: hard edges, thin legs, horns and tails, fine or photo texture); weight 0
+  in the default mix, chosen with `--families`.
 Colours are textured (two-colour fractal noise, stripes or checks, shading), so alpha edges line up with visible
 colour changes against the background but are never a flat-colour threshold.
 
@@ -384,9 +386,100 @@ def _object(rng: np.random.Generator, h: int, w: int) -> tuple[np.ndarray, np.nd
     return np.clip(fg, 0, 1), alpha
 
 
+def _limb(mask: np.ndarray, pts: np.ndarray, w0: float, w1: float, segments: int = 8) -> None:
+    """Draw a tapering stroke along the polyline `pts` (width w0 at the start, w1 at the end) into `mask`."""
+    t = np.linspace(0, 1, segments + 1)
+    seg = np.linspace(0, len(pts) - 1, segments + 1)
+    i0 = np.minimum(seg.astype(int), len(pts) - 2)
+    p = pts[i0] + (seg - i0)[:, None] * (pts[i0 + 1] - pts[i0])
+    for k in range(segments):
+        width = max(1, int(round(w0 + (w1 - w0) * t[k])))
+        a = np.round(p[k] * 16).astype(int)
+        b = np.round(p[k + 1] * 16).astype(int)
+        cv2.line(mask, (int(a[0]), int(a[1])), (int(b[0]), int(b[1])), 1.0, width, cv2.LINE_AA, shift=4)
+
+
+def _creature(rng: np.random.Generator, h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
+    """A photographed animal cut out by hand: a hard silhouette (body, neck, head, thin legs, horns or ears, tail)
+    with a one-pixel anti-aliased rim, filled with fine fur-like, spotted, striped or photo texture.
+
+    The other families tie fine texture to soft alpha (hair, fur strands); here texture and edge disagree, and the
+    thin limbs lie wholly inside a realistic unknown band, as in cut-outs of real animals and birds."""
+    s = min(h, w)
+    alpha = np.zeros((h, w), np.float32)
+    cx, cy = w * rng.uniform(0.38, 0.62), h * rng.uniform(0.35, 0.55)
+    a = s * rng.uniform(0.2, 0.34)          # half body length
+    b = a * rng.uniform(0.3, 0.6)           # half body height
+    tilt = rng.uniform(-15, 15)
+    cv2.ellipse(alpha, (int(cx), int(cy)), (int(a), int(b)), tilt, 0, 360, 1.0, -1, cv2.LINE_AA)
+    facing = rng.choice([-1.0, 1.0])
+    for end in (-1, 1):  # chest and hindquarters: a less regular outline than one ellipse
+        cv2.ellipse(alpha, (int(cx + end * a * rng.uniform(0.4, 0.6)), int(cy + b * rng.uniform(-0.2, 0.2))),
+                    (int(a * rng.uniform(0.35, 0.55)), int(b * rng.uniform(0.9, 1.25))), rng.uniform(-20, 20),
+                    0, 360, 1.0, -1, cv2.LINE_AA)
+    # legs: from the underside down towards the ground line, hip-knee-foot, tapering to a few pixels
+    ground = min(h * 0.97, cy + b * 0.6 + a * rng.uniform(0.4, 1.2))
+    n_legs = int(rng.choice([2, 2, 3, 4, 4]))
+    leg_w = b * rng.uniform(0.2, 0.45)
+    foot_w = max(2.0, s * rng.uniform(0.006, 0.02))
+    for x in np.sort(rng.uniform(-0.75, 0.75, n_legs)):
+        hip = np.array([cx + x * a, cy + b * 0.6])
+        foot = np.array([hip[0] + rng.normal(0, 0.15) * a, ground - rng.uniform(0, 0.05) * h])
+        knee = (hip + foot) / 2 + np.array([rng.normal(0, 0.08) * a, 0])
+        _limb(alpha, np.stack([hip, knee, foot]).astype(np.float32), leg_w, foot_w)
+        if rng.random() < 0.5:  # a hoof / claw
+            cv2.ellipse(alpha, (int(foot[0] + facing * foot_w), int(foot[1])), (int(foot_w * 1.6), int(foot_w)),
+                        0, 0, 360, 1.0, -1, cv2.LINE_AA)
+    # neck and head
+    neck_len = a * rng.uniform(0.3, 1.3)
+    root = np.array([cx + facing * a * 0.75, cy - b * 0.2])
+    ang = np.radians(rng.uniform(-80, -20))
+    head = root + neck_len * np.array([facing * np.cos(ang), np.sin(ang)])
+    mid = (root + head) / 2 + rng.normal(0, 0.1, 2) * a
+    hr = b * rng.uniform(0.35, 0.65)
+    _limb(alpha, np.stack([root, mid, head]).astype(np.float32), b * rng.uniform(0.5, 0.9), hr * 1.2)
+    cv2.ellipse(alpha, (int(head[0] + facing * hr * 0.4), int(head[1])), (int(hr * rng.uniform(1.0, 1.6)), int(hr)),
+                float(facing * rng.uniform(0, 30)), 0, 360, 1.0, -1, cv2.LINE_AA)
+    kind = rng.choice(["horns", "ears", "beak", "none"])
+    if kind in ("horns", "ears"):
+        for side in (-0.4, 0.3):
+            base = head + np.array([side * hr, -hr * 0.8])
+            tip = base + np.array([rng.normal(-0.2, 0.3) * hr * facing, -hr * rng.uniform(0.8, 2.2)])
+            bend = (base + tip) / 2 + np.array([-facing * hr * rng.uniform(0, 0.4), 0])
+            _limb(alpha, np.stack([base, bend, tip]).astype(np.float32),
+                  hr * (0.5 if kind == "ears" else 0.3), 1.0 if kind == "horns" else hr * 0.15)
+    elif kind == "beak":
+        tip = head + np.array([facing * hr * rng.uniform(1.8, 2.8), hr * rng.uniform(-0.2, 0.5)])
+        tri = np.array([head + [0, -hr * 0.4], tip, head + [0, hr * 0.4]], np.float32)
+        cv2.fillPoly(alpha, [np.round(tri * 16).astype(np.int32)], 1.0, cv2.LINE_AA, shift=4)
+    # tail: a thin stroke from the rump, sometimes ending in a tuft of strands
+    rump = np.array([cx - facing * a * 0.9, cy - b * 0.1])
+    tail_end = rump + np.array([-facing * a * rng.uniform(0.2, 0.7), b * rng.uniform(-0.5, 1.8)])
+    _limb(alpha, np.stack([rump, (rump + tail_end) / 2 + rng.normal(0, 0.1, 2) * a, tail_end]).astype(np.float32),
+          b * rng.uniform(0.1, 0.3), max(2.0, foot_w * 0.6))
+    alpha = _blur(alpha, rng.uniform(0.4, 0.9))
+    if rng.random() < 0.3:  # a short mane or tuft: a little genuine soft edge on a hard cut-out
+        keep = lambda c: c[:, 1] < cy - b * 0.3  # noqa: E731 - along the back and the neck
+        n = int(rng.integers(40, 160) * (s / 640) + 10)
+        starts, normals = _outline_points(alpha, rng, n, keep=keep)
+        alpha = np.maximum(alpha, _strands(rng, h, w, starts, normals, (0.01 * s, 0.04 * s), curl=0.1,
+                                           gravity=0.4, width=1, intensity=(0.5, 1.0)))
+    # fill: animal colours, fine fur texture, spots or stripes, or a real photograph's texture; legs sometimes darker
+    c1 = random_colour(rng, sat=(0.05, 0.7), val=(0.1, 0.9), hue=rng.uniform(0.0, 0.14))
+    pattern = rng.choice(["fine", "fine", "noise", "stripes", "checks"])
+    fg = texture(rng, h, w, c1, None, pattern)
+    if rng.random() < 0.4:
+        photo = _photo_texture(rng, h, w)
+        fg = fg if photo is None else _lerp(fg, photo, np.full((h, w), rng.uniform(0.5, 0.9), np.float32))
+    if rng.random() < 0.4:
+        below = np.clip((np.arange(h, dtype=np.float32)[:, None] - (cy + b * 0.5)) / max(b, 1.0), 0, 1)
+        fg = _lerp(fg, np.clip(fg * rng.uniform(0.3, 0.7), 0, 1), np.broadcast_to(below, (h, w)))
+    return np.clip(fg, 0, 1), alpha
+
+
 FAMILIES: tuple[tuple[str, Callable, float], ...] = (
     ("person", _person, 0.35), ("fur", _fur, 0.2), ("plant", _plant, 0.15), ("glass", _glass, 0.12),
-    ("object", _object, 0.18),
+    ("object", _object, 0.18), ("creature", _creature, 0.0),
 )
 
 

@@ -10,7 +10,9 @@ from PIL import Image
 
 from data_prep.compositing import composite, fit_background
 from data_prep.reader import iter_samples
-from data_prep.synthetic import make_background, make_foreground
+import cv2
+
+from data_prep.synthetic import family_weights, make_background, make_foreground
 from data_prep.verify import verify_dataset
 
 from .conftest import counts, manifest, run_cli
@@ -53,6 +55,30 @@ def test_foregrounds_varied_and_matte_like(synthetic_dataset):
         assert 0.02 < covered < 0.95, (key, covered)  # an object, not empty, not the whole frame
         assert soft > 0.003, (key, soft)  # anti-aliased / soft / translucent edges exist
         assert fg[alpha > 128].std(0).mean() > 5, key  # textured colours on the object, not flat fills
+
+
+def test_creature_family_is_a_hard_cutout_with_thin_limbs():
+    """Creatures pair fine texture with a hard silhouette: the soft rim is about one pixel wide along the outline,
+    and parts thinner than the usual unknown band (legs, horns, tails) are opaque, not grey."""
+    weights = family_weights("creature=1")
+    thin_share, rim = [], []
+    for index in range(12):
+        fg, alpha, family = make_foreground(3, index, 256, weights)
+        assert family == "creature"
+        solid = (alpha > 127).astype(np.uint8)
+        contours, _ = cv2.findContours(solid, cv2.RETR_LIST, cv2.CHAIN_APPROX_NONE)
+        outline = sum(len(c) for c in contours)
+        soft = int(((alpha > 12) & (alpha < 243)).sum())
+        rim.append(soft / outline)  # mean width of the fractional rim in pixels
+        assert fg[alpha > 128].std(0).mean() > 5, index
+        opened = cv2.morphologyEx(solid, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (15, 15)))
+        thin_share.append((solid & (1 - opened)).sum() / solid.sum())
+    # a thin rim, not a band of fractional alpha (a defocused or maned creature has a wider one)
+    assert np.median(rim) < 2.0 and max(rim) < 5.0, rim
+    # every creature has parts narrower than 15 px (at 256 px); they are a real share of the opaque area
+    assert min(thin_share) > 0.02 and np.mean(thin_share) > 0.06, thin_share
+    again = make_foreground(3, 5, 256, weights)
+    assert np.array_equal(again[1], make_foreground(3, 5, 256, weights)[1])
 
 
 def test_val_test_held_out_and_consistent(synthetic_dataset):
@@ -142,7 +168,7 @@ def test_family_mix(tmp_path):
             "--workers", "1", check=True)
     assert set(_families_of(out, "fg")) == {"object"} and set(_families_of(out, "test")) == {"object"}
     assert manifest(out)["options"]["families"] == {"person": 0.0, "fur": 0.0, "plant": 0.0, "glass": 0.0,
-                                                   "object": 1.0}
+                                                   "object": 1.0, "creature": 0.0}
     default = tmp_path / "default"
     run_cli("synthetic", "--out", str(default), "--count", "10", "--size", "96", "--workers", "1", check=True)
     assert "families" not in manifest(default)["options"] and len(set(_families_of(default, "fg"))) > 1
