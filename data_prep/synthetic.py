@@ -1,7 +1,7 @@
 """Deterministic procedural matting data: foreground objects with alpha, and backgrounds.
 
 Foregrounds are drawn at 2x resolution and area-downsampled, so edges are anti-aliased and strands thinner than a
-pixel get fractional alpha, the way real hair does. Four families, chosen per index:
+pixel get fractional alpha, the way real hair does. The families, chosen per index:
 - people-like portraits (head, neck, shoulders, arms; hair cap with hundreds of thin strands; sometimes a veil),
 - fur and plants (animal-like bodies with fur strands along the outline; stems, hard-edged leaves, grass blades),
 - glass-like translucent vessels (low interior alpha, opaque rims, specular highlights),
