@@ -73,6 +73,15 @@ def _bin_matrix(size: int, bins: int, like: torch.Tensor) -> torch.Tensor:
     return inside.to(like.dtype) / (end - start).to(like.dtype)[:, None]
 
 
+def _softmax(x: torch.Tensor, dim: int) -> torch.Tensor:
+    """``x.softmax(dim)``; exported graphs get it spelled out (max, exp, sum, divide along ``dim``), which
+    onnxruntime runs along an inner axis without the two transposes its Softmax node needs there."""
+    if torch.compiler.is_exporting():
+        e = torch.exp(x - x.amax(dim=dim, keepdim=True))
+        return e / e.sum(dim=dim, keepdim=True)
+    return x.softmax(dim=dim)
+
+
 class A2UKernelGenerator(nn.Module):
     """Predicts (down, up) A2U kernels from one feature map; see the module docstring for shapes and layout."""
 
@@ -149,6 +158,6 @@ class A2UKernelGenerator(nn.Module):
         up = F.pixel_shuffle(z_up, 2).reshape(n, g, s * s, 2 * h, 2 * w)
         up = torch.sigmoid(up)
         if s > 1:
-            up = up.softmax(dim=2)
-        down = z_down.reshape(n, g, 4 * s * s, h, w).softmax(dim=2)
+            up = _softmax(up, 2)
+        down = _softmax(z_down.reshape(n, g, 4 * s * s, h, w), 2)
         return down.reshape(n, g * 4 * s * s, h, w), up.reshape(n, g * s * s, 2 * h, 2 * w)
