@@ -9,6 +9,7 @@ import warnings
 
 from data_prep.cli import int_at_least
 from jobs.errors import JobError
+from jobs.inference_options import InferenceOptions
 
 TRACKING_HELP = "MLflow tracking URI (default $MLFLOW_TRACKING_URI, else sqlite:///runs/mlflow.db, the embedded store)"
 
@@ -172,10 +173,8 @@ def _add_inference_options(p: argparse.ArgumentParser) -> None:
                         "; lower it when memory runs out)")
 
 
-def _inference_options(args: argparse.Namespace):
+def _inference_options(args: argparse.Namespace) -> InferenceOptions:
     """The parsed --tta/--pad/--max-pixels as the one value every predict and evaluate path takes."""
-    from jobs.inference_options import InferenceOptions
-
     return InferenceOptions(tta=args.tta, pad=args.pad, max_pixels=args.max_pixels)
 
 
