@@ -115,17 +115,9 @@ def child_speed(size: int, max_pixels: int, overlap: int, threads: int, max_tile
             "peak_rss_mib": _rss_mib(), "rss_before_mib": rss_before, "alpha_mean": alpha_mean}
 
 
-def _finish(raw: np.ndarray, trimap: np.ndarray) -> np.ndarray:
-    """predict_alpha's last steps (clip, ×255, round, copy known pixels) on a raw output."""
-    alpha = np.rint(np.clip(raw, 0.0, 1.0) * 255.0)
-    known = trimap != 128
-    alpha[known] = trimap[known]
-    return alpha.astype(np.uint8)
-
-
 def child_compare(size: int, tile_pixels: int, overlap: int, threads: int) -> dict:
     """Untiled vs tiled output of the same image (raw net output and the final uint8 matte)."""
-    from model.inference import plan_tiles, predict_raw
+    from model.inference import alpha_from_raw, plan_tiles, predict_raw
     from model.metrics import evaluate
 
     net = _build_net(threads)
@@ -139,7 +131,7 @@ def child_compare(size: int, tile_pixels: int, overlap: int, threads: int) -> di
     t_tiled = time.perf_counter() - start
     unknown = trimap == 128
     diff = np.abs(raw_full - raw_tiled)[unknown]
-    alpha_full, alpha_tiled = _finish(raw_full, trimap), _finish(raw_tiled, trimap)
+    alpha_full, alpha_tiled = alpha_from_raw(raw_full, trimap), alpha_from_raw(raw_tiled, trimap)
     scores = evaluate(alpha_tiled, alpha_full, trimap)  # the untiled matte as "ground truth"
     return {
         "size": size, "tile_pixels": tile_pixels, "overlap": overlap, "tiles": len(tiles),

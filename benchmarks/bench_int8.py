@@ -8,9 +8,9 @@ Not a shipped path (the exported file stays float32): this measures whether int8
 The convolutions with fixed weights are quantised (QDQ, int8 weights, uint8 activations) with activation ranges
 calibrated on synthetic composites from the project's generator (never on real-dev); the kernel generators'
 per-sample convolutions, whose weights are computed from the input, stay float32. Both files then run over the
-real-dev photographs through `model.inference.predict_raw`, alternating file by file per image; printed: seconds per
-image (median of the rounds), max |int8 − float32| of the raw output, and the official SAD of each against the
-ground truth.
+real-dev photographs (read as `jobs evaluate` reads them) through `model.inference.predict_raw`, alternating file by
+file per image; printed: seconds per image (median of the rounds), max |int8 − float32| of the raw output, and the
+official SAD of each against the ground truth.
 """
 from __future__ import annotations
 
@@ -20,31 +20,27 @@ import sys
 import time
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_inference import REPO_ROOT, _OnnxNet, load_set  # noqa: E402
+from bench_inference import REPO_ROOT, _OnnxNet  # noqa: E402
 
 
 def calibration_inputs(count: int, size: int, seed: int) -> list[np.ndarray]:
     """Net inputs (1×4×H×W) of `count` synthetic composites with 10-px unknown bands."""
     from data_prep.compositing import composite, fit_background
     from data_prep.synthetic import make_background, make_foreground
+    from data_prep.trimaps import trimap_from_alpha
     from model.inference import prepare_input
 
     inputs = []
-    disk = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (21, 21))
     for index in range(count):
         fg, alpha, _ = make_foreground(seed, index, size)
         bg = fit_background(make_background(seed, index, size), *alpha.shape)
         image = composite(fg, alpha, bg)
-        trimap = np.where(alpha > 0, 128, 0).astype(np.uint8)
-        trimap = cv2.dilate(trimap, disk)
-        trimap[cv2.erode((alpha == 255).astype(np.uint8), disk) > 0] = 255
-        inputs.append(prepare_input(image, trimap).numpy())
+        inputs.append(prepare_input(image, trimap_from_alpha(alpha, 10).trimap).numpy())
     return inputs
 
 
@@ -78,7 +74,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     args = parser.parse_args()
 
-    from model.inference import predict_raw
+    from jobs.evaluate import EvalSample, open_dataset
+    from model.inference import alpha_from_raw, predict_raw
     from model.metrics import sad
 
     out = args.out or args.onnx.with_name(args.onnx.stem + "-int8.onnx")
@@ -87,20 +84,19 @@ def main() -> None:
     print(f"# quantised in {time.perf_counter() - start:.1f} s: {out} ({out.stat().st_size / 2**20:.1f} MiB, "
           f"float32 {args.onnx.stat().st_size / 2**20:.1f} MiB)")
     nets = {"float32": _OnnxNet(str(args.onnx), args.threads), "int8": _OnnxNet(str(out), args.threads)}
-    pairs = load_set("real-dev")
-    truth = {key: np.asarray(cv2.imread(str(REPO_ROOT / "datasets/real-dev/alpha" / (key.rsplit("_", 1)[0] + ".png")),
-                                        cv2.IMREAD_GRAYSCALE)) for key, _, _ in pairs}
+    samples, _, _ = open_dataset(str(REPO_ROOT / "datasets" / "real-dev"))
+    pairs = [s for s in samples if isinstance(s, EvalSample)]
     for net in nets.values():
-        predict_raw(net, pairs[0][1], pairs[0][2])  # warm-up
+        predict_raw(net, pairs[0].image, pairs[0].trimap)  # warm-up
     seconds = {name: [] for name in nets}
     outputs: dict[str, dict[str, np.ndarray]] = {name: {} for name in nets}
     for round_index in range(args.rounds):
         spent = dict.fromkeys(nets, 0.0)
-        for i, (key, image, trimap) in enumerate(pairs):
+        for i, s in enumerate(pairs):
             order = list(nets) if (i + round_index) % 2 == 0 else list(reversed(nets))
             for name in order:
                 t0 = time.perf_counter()
-                outputs[name][key] = predict_raw(nets[name], image, trimap)
+                outputs[name][s.key] = predict_raw(nets[name], s.image, s.trimap)
                 spent[name] += time.perf_counter() - t0
         for name in nets:
             seconds[name].append(spent[name] / len(pairs))
@@ -108,12 +104,7 @@ def main() -> None:
     print("|---|---|---|---|")
     for name in nets:
         diff = max(float(np.abs(outputs[name][k] - outputs["float32"][k]).max()) for k in outputs[name])
-        scores = []
-        for key, _, trimap in pairs:
-            alpha = np.rint(np.clip(outputs[name][key], 0, 1) * 255)
-            known = trimap != 128
-            alpha[known] = trimap[known]
-            scores.append(sad(alpha.astype(np.uint8), truth[key], trimap))
+        scores = [sad(alpha_from_raw(outputs[name][s.key], s.trimap), s.alpha, s.trimap) for s in pairs]
         print(f"| {name} | {statistics.median(seconds[name]):.3f} | {diff:.3g} | {np.mean(scores):.3f} |")
 
 

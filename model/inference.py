@@ -41,6 +41,7 @@ __all__ = [
     "IMAGENET_STD",
     "STRIDE",
     "Tile",
+    "alpha_from_raw",
     "plan_tiles",
     "predict_alpha",
     "predict_raw",
@@ -330,6 +331,12 @@ def predict_alpha(
     :func:`predict_raw` (see the module docstring).
     """
     raw = predict_raw(net, image, trimap, max_pixels=max_pixels, overlap=overlap, tta=tta, pad=pad)
+    return alpha_from_raw(raw, trimap)
+
+
+def alpha_from_raw(raw: np.ndarray, trimap: np.ndarray) -> np.ndarray:
+    """The uint8 matte of a raw H×W output: clipped to [0, 1], ×255, rounded to nearest, known trimap pixels
+    copied (the last step of :func:`predict_alpha`, for callers that also need the raw output)."""
     alpha = np.rint(np.clip(raw, 0.0, 1.0) * 255.0)
     known = trimap != 128
     alpha[known] = trimap[known]
