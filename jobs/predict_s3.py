@@ -9,9 +9,9 @@ import tempfile
 from typing import Iterator
 from pathlib import Path, PurePosixPath
 
+from data_prep.trimaps import BandRadius
 from formats import object_store
 from formats.images import IMAGE_SUFFIXES
-from data_prep.trimaps import BandRadius
 from jobs.errors import JobError
 from jobs.inference_options import InferenceOptions
 
