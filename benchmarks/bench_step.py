@@ -38,6 +38,7 @@ from typing import Callable, Iterator
 import torch
 import torch._dynamo
 import torch.nn.functional as F
+from torch.profiler import record_function
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
@@ -50,6 +51,7 @@ from model.kernel_generator import A2UKernelGenerator  # noqa: E402
 from model.losses import matting_loss  # noqa: E402
 from model.net import A2UMatting, parameter_groups  # noqa: E402
 
+PHASE_PREFIX = "phase:"
 VARIANTS = ("ours", "per-sample-gen", "unfold", "official-like")
 TOLERANCE = {"fp32": 2e-3, "bf16": 8e-2}
 
@@ -140,17 +142,22 @@ class Stepper:
     def loss_and_backward(self, inputs: torch.Tensor, target: dict[str, torch.Tensor]) -> torch.Tensor:
         if self.channels_last:
             inputs = inputs.contiguous(memory_format=torch.channels_last)
-        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
+        # the phase labels let benchmarks/profile_step.py split the step's time (free when nothing profiles)
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast), \
+                record_function(PHASE_PREFIX + "forward"):
             pred = self.fwd(inputs)
-        loss = matting_loss(pred.float(), target["alpha"], target["trimap"], target["fg"], target["bg"],
-                            target["image"])
-        loss.backward()
+        with record_function(PHASE_PREFIX + "loss"):
+            loss = matting_loss(pred.float(), target["alpha"], target["trimap"], target["fg"], target["bg"],
+                                target["image"])
+        with record_function(PHASE_PREFIX + "backward"):
+            loss.backward()
         return pred
 
     def step(self, inputs: torch.Tensor, target: dict[str, torch.Tensor]) -> None:
         self.opt.zero_grad(set_to_none=True)
         self.loss_and_backward(inputs, target)
-        self.opt.step()
+        with record_function(PHASE_PREFIX + "optimizer"):
+            self.opt.step()
 
 
 def seeded_forward_backward(stepper: Stepper, inputs, target) -> tuple[torch.Tensor, torch.Tensor]:

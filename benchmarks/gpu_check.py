@@ -309,6 +309,18 @@ def step_train_bench() -> None:
     emit({"exit_code": code, "rows": rows, "ok": code == 0 and bool(rows)})
 
 
+def step_profile() -> None:
+    """Where the training step's time goes on the card, at the recipe's settings (16 × 512², bf16, channels_last,
+    fused Adam): kernel time by category and by phase, the top kernels, and the GPU's busy fraction of the wall
+    time (`benchmarks/profile_step.py`)."""
+    need_cuda()
+    from benchmarks.profile_step import markdown, profile_training_step
+
+    result = profile_training_step(16, 512, "cuda", "bf16", channels_last=True, warmup=3, steps=3, iters=5, top=20)
+    print(markdown(result), flush=True)
+    emit({**result, "ok": True})
+
+
 def step_crop() -> None:
     """The loader's crop choice for a 16-sample batch (1024² alphas, crop 512) as `pipeline.loader` runs it: on the
     CPU (one torch thread), its crop-sized results then copied up on a stream of their own. Timed idle and right after
@@ -426,6 +438,7 @@ STEPS: list[tuple[str, Callable[[], None], int]] = [
     ("predict", step_predict, 120),
     ("ops_bench", step_ops_bench, 110),
     ("train_bench", step_train_bench, 210),
+    ("profile", step_profile, 90),
     ("crop", step_crop, 60),
     ("compile", step_compile, 300),
 ]
