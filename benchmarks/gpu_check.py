@@ -298,6 +298,18 @@ def step_ops_bench() -> None:
     emit({"exit_code": code, "rows": rows, "ok": code == 0 and bool(rows)})
 
 
+def step_tiles() -> None:
+    """Launch-tile sweep of the six reassembly kernels at the training shapes (16 × 512², bf16 channels_last):
+    the best tile per kernel against the default (`benchmarks/bench_tiles.py`)."""
+    need_cuda()
+    code, out = run_child([sys.executable, "benchmarks/bench_tiles.py"], 170)
+    print(out[-8000:])
+    rows = _json_rows(out)
+    summary = next((r for r in rows if "per_kernel" in r), None)
+    emit({"exit_code": code, "summary": summary, "mismatched": [r for r in rows if r.get("mismatched")],
+          "ok": code == 0 and summary is not None})
+
+
 def step_train_bench() -> None:
     """Whole training step at 16 and 8 × 512², fp32 and bf16: ours vs unfold vs per-sample generator vs both."""
     need_cuda()
@@ -439,6 +451,7 @@ STEPS: list[tuple[str, Callable[[], None], int]] = [
     ("ops_bench", step_ops_bench, 110),
     ("train_bench", step_train_bench, 210),
     ("profile", step_profile, 90),
+    ("tiles", step_tiles, 180),
     ("crop", step_crop, 60),
     ("compile", step_compile, 300),
 ]

@@ -26,7 +26,9 @@ import contextlib
 import functools
 import logging
 import os
+from dataclasses import dataclass
 from types import ModuleType
+from typing import Iterator
 
 import torch
 from torch import Tensor
@@ -125,21 +127,61 @@ def _next_pow2(v: int) -> int:
     return 1 << max(0, (v - 1).bit_length())
 
 
-def _tile(cg: int) -> tuple[int, int, int]:
-    """(BLOCK_C, BLOCK_P, channel blocks) for the channel×pixel tiles of the forward / feature-gradient kernels.
+KERNELS = ("up_fwd", "up_grad_x", "up_grad_m", "down_fwd", "down_grad_x", "down_grad_m")
 
-    1,024-element tiles: compiled for sm_90 (ptxas -v, no GPU needed) they use 72–113 registers and no spills;
-    64×64 tiles spilled (up to 6 KB of stack per thread in the feature-gradient kernel). Not tuned on a GPU yet.
+
+@dataclass(frozen=True)
+class LaunchTile:
+    """Launch geometry of one reassembly kernel. `block_c` (channel tile; the *_grad_m kernels tile taps × pixels
+    and have none) and `block_p` (pixels per program) of None follow the default rule of `_tile` / `_tile_m`."""
+    block_c: int | None = None
+    block_p: int | None = None
+    num_warps: int = _NUM_WARPS
+
+
+# Tiles every kernel is tested with (interpreter, against the reference) and that `benchmarks/bench_tiles.py`
+# times on a GPU; the first of each list is the default. Channel × pixel kernels, then taps × pixels kernels.
+CHANNEL_TILES = (LaunchTile(), LaunchTile(16, 128), LaunchTile(16, 128, 8), LaunchTile(16, 256, 8),
+                 LaunchTile(32, 64), LaunchTile(32, 128, 8), LaunchTile(8, 128), LaunchTile(8, 256, 8),
+                 LaunchTile(4, 256), LaunchTile(64, 32))
+TAP_TILES = (LaunchTile(), LaunchTile(None, 32), LaunchTile(None, 64), LaunchTile(None, 128),
+             LaunchTile(None, 256, 8), LaunchTile(None, 64, 2), LaunchTile(None, 128, 8))
+_TILES: dict[str, LaunchTile] = {}  # per-kernel choices in force (`launch_tiles`); absent: LaunchTile()
+
+
+@contextlib.contextmanager
+def launch_tiles(tiles: dict[str, LaunchTile]) -> Iterator[None]:
+    """Launch the named kernels (`KERNELS`) with these tiles inside the block (for tile sweeps and their tests)."""
+    unknown = set(tiles) - set(KERNELS)
+    if unknown:
+        raise ValueError(f"unknown reassembly kernels {sorted(unknown)}; expected some of {KERNELS}")
+    saved = dict(_TILES)
+    _TILES.update(tiles)
+    try:
+        yield
+    finally:
+        _TILES.clear()
+        _TILES.update(saved)
+
+
+def _tile(cg: int, kernel: str) -> tuple[int, int, int, int]:
+    """(BLOCK_C, BLOCK_P, channel blocks, warps) for the channel×pixel tiles of the forward / feature-gradient kernels.
+
+    Default: 1,024-element tiles (at most 16 channels): compiled for sm_90 (ptxas -v, no GPU needed) they use
+    72–113 registers and no spills; 64×64 tiles spilled (up to 6 KB of stack per thread in the feature-gradient
+    kernel). Not tuned on a GPU yet (`benchmarks/bench_tiles.py` measures the alternatives).
     """
-    block_c = min(_next_pow2(cg), 16)
-    block_p = max(64, min(256, 1024 // block_c))
-    return block_c, block_p, -(-cg // block_c)
+    choice = _TILES.get(kernel, LaunchTile())
+    block_c = min(_next_pow2(cg), choice.block_c or 16)
+    block_p = choice.block_p or max(64, min(256, 1024 // block_c))
+    return block_c, block_p, -(-cg // block_c), choice.num_warps
 
 
-def _tile_m(kernel_size: int) -> tuple[int, int]:
-    """(K2P, BLOCK_P) for the tap×pixel tiles of the kernel-gradient kernels."""
+def _tile_m(kernel_size: int, kernel: str) -> tuple[int, int, int]:
+    """(K2P, BLOCK_P, warps) for the tap×pixel tiles of the kernel-gradient kernels."""
+    choice = _TILES.get(kernel, LaunchTile())
     k2p = _next_pow2(kernel_size * kernel_size)
-    return k2p, max(16, min(128, 4096 // k2p))
+    return k2p, choice.block_p or max(16, min(128, 4096 // k2p)), choice.num_warps
 
 
 def _up_taps(kernel_size: int) -> tuple[int, int]:
@@ -179,12 +221,12 @@ def _up_forward(x: Tensor, m: Tensor, k: int, groups: int, scale: int) -> Tensor
     if out.numel() == 0:
         return out
     cg = c // groups
-    block_c, block_p, n_cblk = _tile(cg)
+    block_c, block_p, n_cblk, warps = _tile(cg, "up_fwd")
     nt, radius = _up_taps(k)
     grid = (-(-(h * scale * w * scale) // block_p), n * groups * n_cblk)
     _kernels().up_fwd_kernel[grid](x, m, out, cg, groups, h, w, n_cblk, *_strides(x), *_strides(m), *_strides(out),
                                    K=k, NT=nt, R=radius, S=scale, BLOCK_C=block_c, BLOCK_P=block_p,
-                                   ACC=_acc(x, m), num_warps=_NUM_WARPS)
+                                   ACC=_acc(x, m), num_warps=warps)
     return out
 
 
@@ -200,17 +242,17 @@ def _up_backward(go: Tensor, x: Tensor, m: Tensor, k: int, groups: int, scale: i
         return gx.zero_(), gm.zero_()
     mod = _kernels()
     if need_x:
-        block_c, block_p, n_cblk = _tile(cg)
+        block_c, block_p, n_cblk, warps = _tile(cg, "up_grad_x")
         grid = (-(-(h * w) // block_p), n * groups * n_cblk)
         mod.up_grad_x_kernel[grid](go, m, gx, cg, groups, h, w, n_cblk, *_strides(go), *_strides(m),
                                    *_strides(gx), K=k, NT=nt, R=radius, S=scale, BLOCK_C=block_c,
-                                   BLOCK_P=block_p, ACC=_acc(x, m), num_warps=_NUM_WARPS)
+                                   BLOCK_P=block_p, ACC=_acc(x, m), num_warps=warps)
     if need_m:
-        k2p, block_p = _tile_m(k)
+        k2p, block_p, warps = _tile_m(k, "up_grad_m")
         grid = (-(-(h * scale * w * scale) // block_p), n * groups)
         mod.up_grad_m_kernel[grid](x, go, gm, cg, groups, h, w, *_strides(x), *_strides(go), *_strides(gm),
                                    K=k, NT=nt, R=radius, S=scale, K2P=k2p, BLOCK_P=block_p,
-                                   ACC=_acc(x, m), num_warps=_NUM_WARPS)
+                                   ACC=_acc(x, m), num_warps=warps)
     return gx, gm
 
 
@@ -221,11 +263,11 @@ def _down_forward(x: Tensor, m: Tensor, k: int, groups: int, scale: int) -> Tens
     if out.numel() == 0:
         return out
     cg = c // groups
-    block_c, block_p, n_cblk = _tile(cg)
+    block_c, block_p, n_cblk, warps = _tile(cg, "down_fwd")
     grid = (-(-((hh // scale) * (ww // scale)) // block_p), n * groups * n_cblk)
     _kernels().down_fwd_kernel[grid](x, m, out, cg, groups, hh, ww, n_cblk, *_strides(x), *_strides(m),
                                      *_strides(out), K=k, PAD=downsample_offset(k), S=scale, BLOCK_C=block_c,
-                                     BLOCK_P=block_p, ACC=_acc(x, m), num_warps=_NUM_WARPS)
+                                     BLOCK_P=block_p, ACC=_acc(x, m), num_warps=warps)
     return out
 
 
@@ -241,17 +283,17 @@ def _down_backward(go: Tensor, x: Tensor, m: Tensor, k: int, groups: int, scale:
         return gx.zero_(), gm.zero_()
     mod = _kernels()
     if need_x:
-        block_c, block_p, n_cblk = _tile(cg)
+        block_c, block_p, n_cblk, warps = _tile(cg, "down_grad_x")
         grid = (-(-(hh * ww) // block_p), n * groups * n_cblk)
         mod.down_grad_x_kernel[grid](go, m, gx, cg, groups, hh, ww, n_cblk, *_strides(go), *_strides(m),
                                      *_strides(gx), K=k, PAD=pad, S=scale, KS=-(-k // scale), BLOCK_C=block_c,
-                                     BLOCK_P=block_p, ACC=_acc(x, m), num_warps=_NUM_WARPS)
+                                     BLOCK_P=block_p, ACC=_acc(x, m), num_warps=warps)
     if need_m:
-        k2p, block_p = _tile_m(k)
+        k2p, block_p, warps = _tile_m(k, "down_grad_m")
         grid = (-(-((hh // scale) * (ww // scale)) // block_p), n * groups)
         mod.down_grad_m_kernel[grid](x, go, gm, cg, groups, hh, ww, *_strides(x), *_strides(go), *_strides(gm),
                                      K=k, PAD=pad, S=scale, K2P=k2p, BLOCK_P=block_p, ACC=_acc(x, m),
-                                     num_warps=_NUM_WARPS)
+                                     num_warps=warps)
     return gx, gm
 
 

@@ -123,6 +123,37 @@ def test_downsample_fp64_equals_naive_and_reference(case):
             torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("i", range(max(len(fused_ops.CHANNEL_TILES), len(fused_ops.TAP_TILES))))
+def test_every_swept_launch_tile_gives_the_reference_result(i):
+    """The tiles a GPU tile sweep may pick (partial channel blocks, several pixel blocks per map, 2–8 warps) give
+    the reference's numbers: a tile changes which program owns an element, never its sum."""
+    ct = fused_ops.CHANNEL_TILES[i % len(fused_ops.CHANNEL_TILES)]
+    tt = fused_ops.TAP_TILES[i % len(fused_ops.TAP_TILES)]
+    tiles = {name: (tt if name.endswith("grad_m") else ct) for name in fused_ops.KERNELS}
+    for op, ref, shapes, case in ((fused_upsample, reference_upsample, _up_shapes, (2, 20, 9, 11, 3, 1, 2)),
+                                  (fused_downsample, reference_downsample, _down_shapes, (2, 20, 18, 22, 6, 1, 2))):
+        x, m = _inputs(*shapes(*case), dtype=torch.float64, seed=i)
+        r = case[-1]
+        out_shape = shapes(*case)[1][:1] + (case[1],) + shapes(*case)[1][2:]
+        upstream = torch.randn(out_shape, dtype=torch.float64, device=DEVICE)
+        with fused_ops.launch_tiles(tiles):
+            got = _run(op, x, m, case[4], case[5], r, upstream)
+        want = _run(ref, x, m, case[4], case[5], r, upstream)
+        for g, w in zip(got, want):
+            torch.testing.assert_close(g, w, rtol=1e-12, atol=1e-12)
+
+
+def test_launch_tiles_names_unknown_kernels_and_restores_the_defaults():
+    with pytest.raises(ValueError, match="up_forward"):
+        with fused_ops.launch_tiles({"up_forward": fused_ops.LaunchTile(8, 64)}):
+            pass
+    with fused_ops.launch_tiles({"up_fwd": fused_ops.LaunchTile(8, 128, 8)}):
+        assert fused_ops._tile(64, "up_fwd") == (8, 128, 8, 8)
+        assert fused_ops._tile(64, "down_fwd") == (16, 64, 4, 4)
+    assert fused_ops._tile(64, "up_fwd") == (16, 64, 4, 4)
+    assert fused_ops._tile_m(6, "down_grad_m") == (64, 64, 4)
+
+
 # fp32 accumulates in fp32 like the reference; bf16/fp16 are read in their dtype and accumulated in fp32, so the
 # fused result is at least as close to float64 truth as the reference's (which also accumulates in fp32).
 @pytest.mark.parametrize("dtype,tol", [(torch.float32, 1e-5), (torch.bfloat16, 2e-2), (torch.float16, 2e-3)],
@@ -421,9 +452,9 @@ from triton.compiler import ASTSource
 from model import fused_ops
 from model.triton_kernels import reassembly as R
 
-bc, bp, _ = fused_ops._tile(64)
-k2p_up, bp_up = fused_ops._tile_m(3)
-k2p_dn, bp_dn = fused_ops._tile_m(6)
+bc, bp, _, warps = fused_ops._tile(64, "up_fwd")
+k2p_up, bp_up, _ = fused_ops._tile_m(3, "up_grad_m")
+k2p_dn, bp_dn, _ = fused_ops._tile_m(6, "down_grad_m")
 acc = tl.float32
 cases = [
     (R.up_fwd_kernel, ("x_ptr", "m_ptr", "out_ptr"), dict(K=3, NT=3, R=1, S=2, BLOCK_C=bc, BLOCK_P=bp)),
@@ -446,7 +477,7 @@ for fn, ptrs, consts in cases:
             sig[name] = "i64" if name in ("sxn", "smn", "son", "sgn") else "i32"
     src = ASTSource(fn=fn, signature=sig, constexprs={(names.index(k),): v for k, v in consts.items()})
     print("KERNEL", fn.__name__, flush=True)
-    triton.compile(src, target=GPUTarget("cuda", 90, 32), options={"num_warps": fused_ops._NUM_WARPS})
+    triton.compile(src, target=GPUTarget("cuda", 90, 32), options={"num_warps": warps})
     sys.stdout.flush()
 '''
 

@@ -1,0 +1,32 @@
+"""benchmarks/bench_tiles.py, the GPU check's launch-tile sweep, run through Triton's interpreter on the CPU: every
+tile of every kernel runs and matches the default tile, and the per-kernel summary names a best tile."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_tiny_sweep_in_the_interpreter_covers_every_kernel_and_tile():
+    pytest.importorskip("triton")
+    env = dict(os.environ, TRITON_INTERPRET="1")
+    proc = subprocess.run([sys.executable, "benchmarks/bench_tiles.py", "--device", "cpu", "--tiny"], cwd=REPO_ROOT,
+                          capture_output=True, text=True, timeout=300, env=env)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    rows = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+    per_shape = [r for r in rows if "kernel" in r]
+    from model.fused_ops import CHANNEL_TILES, KERNELS, TAP_TILES
+
+    assert {r["kernel"] for r in per_shape} == set(KERNELS)
+    for r in per_shape:
+        assert len(r["ms"]) == len(TAP_TILES if r["kernel"].endswith("grad_m") else CHANNEL_TILES)
+        assert r["mismatched"] == [] and r["best_ms"] <= r["default_ms"]
+    summary = rows[-1]
+    assert set(summary["per_kernel"]) == set(KERNELS)
+    assert summary["total_best_ms"] <= summary["total_default_ms"]
