@@ -43,3 +43,42 @@ def test_cpu_profile_of_a_small_step_adds_up():
     # the backward of a conv net costs more than its forward
     assert result["phases_ms_per_step"]["backward"] > result["phases_ms_per_step"]["forward"]
     assert len(result["top"]) == 5 and result["top"][0]["ms_per_step"] >= result["top"][-1]["ms_per_step"]
+
+
+def test_cuda_summary_groups_kernels_by_category_phase_and_busy_time():
+    """The CUDA branch of `summarise` on hand-made events shaped like the profiler's (kernels hang off the CPU
+    operator that launched them; backward operators sit under the autograd engine, outside any phase label)."""
+    from types import SimpleNamespace
+
+    from torch.autograd import DeviceType
+    from torch.autograd.profiler_util import Kernel
+
+    from benchmarks.profile_step import summarise
+
+    def cpu(name, parent=None, kernels=()):
+        return SimpleNamespace(name=name, device_type=DeviceType.CPU, is_async=False, cpu_parent=parent,
+                               kernels=[Kernel(k, 0, d) for k, d in kernels], self_cpu_time_total=1.0)
+
+    def gpu(name, start, end):
+        return SimpleNamespace(name=name, device_type=DeviceType.CUDA, is_async=False, cpu_parent=None, kernels=[],
+                               time_range=SimpleNamespace(start=start, end=end, elapsed_us=lambda: end - start))
+
+    fwd = cpu("phase:forward")
+    engine = cpu("autograd::engine::evaluate_function: ConvolutionBackward0")
+    opt = cpu("phase:optimizer")
+    events = [fwd, engine, opt,
+              cpu("aten::cudnn_convolution", fwd, [("sm90_xmma_fprop_implicit_gemm", 3000.0)]),
+              cpu("a2u::upsample", fwd, [("up_fwd_kernel", 1000.0)]),
+              cpu("aten::convolution_backward", engine, [("sm90_xmma_dgrad", 4000.0), ("sm90_xmma_wgrad", 2000.0)]),
+              cpu("aten::_fused_adam_", opt, [("fused_adam_kernel", 1000.0)]),
+              gpu("sm90_xmma_fprop_implicit_gemm", 0, 3000), gpu("up_fwd_kernel", 3000, 4000),
+              gpu("sm90_xmma_dgrad", 5000, 9000), gpu("sm90_xmma_wgrad", 8000, 10000),
+              gpu("fused_adam_kernel", 12000, 13000)]
+    result = summarise(events, steps=1, device="cuda", top=3)
+    assert result["kernel_ms_per_step"] == 11.0
+    assert result["busy_ms_per_step"] == 10.0  # 0–4 ms, 5–10 ms (dgrad and wgrad overlap by 1 ms), 12–13 ms
+    assert result["categories_ms_per_step"] == {"convolution / matmul": 9.0, "a2u reassembly": 1.0, "optimizer": 1.0}
+    assert result["phases_ms_per_step"] == {"backward": 6.0, "forward": 4.0, "optimizer": 1.0}
+    assert [t["name"] for t in result["top"]] == ["sm90_xmma_dgrad", "sm90_xmma_fprop_implicit_gemm",
+                                                  "sm90_xmma_wgrad"]
+    assert result["count_per_step"] == 5
