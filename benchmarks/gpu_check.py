@@ -311,9 +311,10 @@ def step_tiles() -> None:
 
 
 def step_train_bench() -> None:
-    """Whole training step at 16 and 8 × 512², fp32 and bf16: ours vs unfold vs per-sample generator vs both."""
+    """Whole training step at the recipe's settings (16 × 512², bf16 and fp32, channels_last, ours); the other
+    variants (unfold, per-sample generator, both) with e.g. GPU_CHECK_STEP_ARGS="--batch 16 8"."""
     need_cuda()
-    extra = os.environ.get("GPU_CHECK_STEP_ARGS", "--batch 16 8").split()  # e.g. "--batch 16 --channels-last"
+    extra = os.environ.get("GPU_CHECK_STEP_ARGS", "--batch 16 --variants ours --channels-last").split()
     code, out = run_child([sys.executable, "benchmarks/bench_step.py", "--crop", "512", "--warmup", "3",
                            "--iters", "10", *extra], 200)
     print(out[-6000:])

@@ -148,6 +148,17 @@ def wall_ms_per_step(stepper: Stepper, inputs, target, iters: int) -> float:
     return statistics.median(times)
 
 
+def step_flops(stepper: Stepper, inputs, target) -> float:
+    """Floating-point operations of one training step (convolutions and matmuls: what `FlopCounterMode` has
+    formulas for; the A2U reassembly, norms and elementwise work are memory-bound and not counted)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    counter = FlopCounterMode(display=False)
+    with counter:
+        stepper.step(inputs, target)
+    return float(counter.get_total_flops())
+
+
 def profile_training_step(batch: int, crop: int, device: str, dtype: str = "fp32", channels_last: bool = False,
                           warmup: int = 2, steps: int = 3, iters: int = 5, top: int = 15) -> dict[str, Any]:
     """Time `iters` unprofiled steps, then profile `steps` more; return `summarise`'s figures plus the wall time
@@ -158,6 +169,7 @@ def profile_training_step(batch: int, crop: int, device: str, dtype: str = "fp32
     inputs, target = synthetic_batch(batch, crop, dev)
     for _ in range(warmup):
         stepper.step(inputs, target)
+    flops = step_flops(stepper, inputs, target)
     wall = wall_ms_per_step(stepper, inputs, target, iters)
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if dev.type == "cuda" else [])
     with profile(activities=activities) as prof:
@@ -167,7 +179,8 @@ def profile_training_step(batch: int, crop: int, device: str, dtype: str = "fp32
             torch.cuda.synchronize(dev)
     result = summarise(prof.events(), steps, dev.type, top)
     result.update(batch=batch, crop=crop, dtype=dtype, channels_last=channels_last, wall_ms_per_step=round(wall, 2),
-                  images_per_s=round(batch / wall * 1e3, 1))
+                  images_per_s=round(batch / wall * 1e3, 1), conv_matmul_tflop_per_step=round(flops / 1e12, 4),
+                  achieved_tflop_per_s=round(flops / wall / 1e9, 2))
     if dev.type == "cuda":
         result["device_busy_fraction"] = round(result["busy_ms_per_step"] / wall, 3)
     return result
@@ -177,7 +190,9 @@ def markdown(result: dict[str, Any]) -> str:
     key = "kernel_ms_per_step" if result["device"] == "cuda" else "op_cpu_ms_per_step"
     total = result[key] or 1.0
     lines = [f"{result['batch']} × {result['crop']}², {result['dtype']}, channels_last {result['channels_last']}, "
-             f"{result['device']}: wall {result['wall_ms_per_step']} ms/step, {key} {result[key]}"
+             f"{result['device']}: wall {result['wall_ms_per_step']} ms/step, {key} {result[key]}, "
+             f"{result['conv_matmul_tflop_per_step']} TFLOP of convolution/matmul per step "
+             f"({result['achieved_tflop_per_s']} TFLOP/s)"
              + (f", busy {result['busy_ms_per_step']} ms ({result['device_busy_fraction']:.0%})"
                 if "busy_ms_per_step" in result else ""), "",
              "| category | ms / step | share |", "|---|---|---|"]

@@ -38,6 +38,7 @@ def test_cpu_profile_of_a_small_step_adds_up():
     assert math.isclose(sum(result["categories_ms_per_step"].values()), total, rel_tol=1e-3, abs_tol=0.05)
     assert math.isclose(sum(result["phases_ms_per_step"].values()), total, rel_tol=1e-3, abs_tol=0.05)
     assert result["categories_ms_per_step"]["convolution / matmul"] > 0
+    assert result["conv_matmul_tflop_per_step"] > 0 and result["achieved_tflop_per_s"] > 0
     for p in ("forward", "loss", "backward", "optimizer"):
         assert result["phases_ms_per_step"].get(p, 0) > 0, p
     # the backward of a conv net costs more than its forward
