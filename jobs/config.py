@@ -225,6 +225,25 @@ def parse_override(text: str) -> tuple[str, Any]:
     return key.strip(), value
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """SafeLoader that refuses a key written twice in one mapping (plain PyYAML keeps the last one silently, so a
+    stale section would override the intended one without a word)."""
+
+
+def _unique_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+    seen: set[Any] = set()
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        if key != "<<" and key in seen:
+            raise yaml.constructor.ConstructorError("while reading a mapping", node.start_mark,
+                                                    f"found the key {key!r} twice", key_node.start_mark)
+        seen.add(key)
+    return loader.construct_mapping(node, deep=deep)
+
+
+_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _unique_mapping)
+
+
 def load_config(path: str | Path | None, overrides: list[str] | tuple[str, ...] = ()) -> TrainConfig:
     """Defaults, then the YAML file, then the overrides; every key checked against the schema."""
     cfg = TrainConfig()
@@ -233,7 +252,7 @@ def load_config(path: str | Path | None, overrides: list[str] | tuple[str, ...] 
         if not path.is_file():
             raise JobError(f"config file {path} does not exist (configs live in jobs/configs/)")
         try:
-            data = yaml.safe_load(path.read_text()) or {}
+            data = yaml.load(path.read_text(), Loader=_UniqueKeyLoader) or {}
         except yaml.YAMLError as exc:
             raise JobError(f"config file {path} is not valid YAML: {exc}") from exc
         if not isinstance(data, dict):

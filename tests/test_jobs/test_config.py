@@ -61,6 +61,19 @@ def test_unknown_key_in_yaml_names_file(tmp_path: Path) -> None:
     assert str(bad) in str(info.value) and "optim.lr" in str(info.value)
 
 
+def test_a_key_written_twice_in_yaml_is_refused(tmp_path: Path) -> None:
+    """PyYAML alone keeps the last of two equal keys; a stale second section must not override silently."""
+    bad = tmp_path / "twice.yaml"
+    bad.write_text("run: an old note\noptim:\n  lr: 0.1\nrun:\n  seed: 3\n")
+    with pytest.raises(JobError) as info:
+        load_config(bad)
+    assert str(bad) in str(info.value) and "'run' twice" in str(info.value) and "line 4" in str(info.value)
+    nested = tmp_path / "nested.yaml"
+    nested.write_text("optim:\n  lr: 0.1\n  lr: 0.2\n")
+    with pytest.raises(JobError, match="'lr' twice"):
+        load_config(nested)
+
+
 def test_missing_config_file() -> None:
     with pytest.raises(JobError, match="does not exist"):
         load_config("jobs/configs/nope.yaml")
