@@ -2,23 +2,15 @@
 # The DALI half of the GPU check (benchmarks/gpu_check.sh is the model half): the "mixed" decoders and the DLPack
 # hand-over of the training and evaluation loaders (tests/test_pipeline/test_gpu.py), and the GPU loader's speed at
 # crop 512, batch 32, png and raw shards, on a machine whose python3 has torch with CUDA but no DALI and no package index.
-#   --stash   move the DALI wheel pieces brought in this transfer (.whl/dali/piece-*) to /tmp/dali-pieces and stop
-#   (none)    reassemble the pieces (benchmarks/gpu_dali_pack.sh made them), install into /tmp/dali-site, run
-# Results: dali_tests.txt and dali_speed.json in $OUT (default ./gpu_check_out).
+# Before it: `bash benchmarks/gpu_pack.sh dali` here, then each piece brought over in its own transfer followed by
+# `bash benchmarks/gpu_unpack.sh --stash` there. This script reassembles and installs them (benchmarks/gpu_unpack.sh).
+# Results: dali_tests.txt, dali_speed.json and dali_fed_step.json in $OUT (default ./gpu_check_out).
 set -uo pipefail
 cd "$(dirname "$0")/.."
-STASH=/tmp/dali-pieces
-mkdir -p "$STASH"
-if [ -d .whl/dali ]; then find .whl/dali -name '*.part*' -exec mv {} "$STASH"/ \; ; fi
-[ "${1:-}" = "--stash" ] && { ls "$STASH"; exit 0; }
+bash benchmarks/gpu_unpack.sh --stash > /dev/null
+site=$(bash benchmarks/gpu_unpack.sh dali) || exit 2
 OUT="${OUT:-$PWD/gpu_check_out}"; mkdir -p "$OUT"
-wheels=/tmp/dali-wheels; mkdir -p "$wheels"
-for first in "$STASH"/*.part00; do
-  [ -e "$first" ] || { echo "no DALI pieces in $STASH: run benchmarks/gpu_dali_pack.sh and bring them over"; exit 2; }
-  whl="$wheels/$(basename "${first%.part00}")"; cat "${first%.part00}".part* > "$whl"
-done
-python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/dali-site "$wheels"/*.whl || exit 1
-export PYTHONPATH=/tmp/dali-site${PYTHONPATH:+:$PYTHONPATH}
+export PYTHONPATH=$site${PYTHONPATH:+:$PYTHONPATH}
 python3 -c 'import nvidia.dali as d, webdataset; print("DALI", d.__version__)' 2>&1 | tee "$OUT/dali_tests.txt"
 timeout 300 python3 -m pytest -q -p no:cacheprovider --timeout 240 tests/test_pipeline/test_gpu.py 2>&1 | tee -a "$OUT/dali_tests.txt"
 tests=${PIPESTATUS[0]}
