@@ -396,6 +396,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--iters", type=int, default=10)
     parser.add_argument("--compile", action="store_true", help="torch.compile the net (variants share the flag)")
     parser.add_argument("--channels-last", action="store_true")
+    parser.add_argument("--cudnn-benchmark", action="store_true",
+                        help="torch.backends.cudnn.benchmark (training's perf.cudnn_benchmark; timed after --warmup)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--ops", action="store_true", help="only the reassembly ops vs plain unfold (fwd+bwd)")
     parser.add_argument("--ops-batch", type=int, default=8)
@@ -403,6 +405,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
+    torch.backends.cudnn.benchmark = args.cudnn_benchmark
     small = args.cpu_small or args.device == "cpu"
     args.batch = args.batch or ([2, 4] if small else [8, 16])
     args.crop = args.crop or (128 if small else 512)
@@ -411,7 +414,7 @@ def main(argv: list[str] | None = None) -> int:
     card = torch.cuda.get_device_name(args.device) if args.device.startswith("cuda") else platform.processor() or "cpu"
     stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     print(f"# bench_step: {card}, torch {torch.__version__}, threads {torch.get_num_threads()}, "
-          f"ops backend {current_backend()}, {stamp}", flush=True)
+          f"ops backend {current_backend()}, cudnn.benchmark {args.cudnn_benchmark}, {stamp}", flush=True)
     if args.ops:
         rows = run_ops(args)
         print(ops_markdown(rows))

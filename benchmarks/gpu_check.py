@@ -311,15 +311,19 @@ def step_tiles() -> None:
 
 
 def step_train_bench() -> None:
-    """Whole training step at the recipe's settings (16 × 512², bf16 and fp32, channels_last, ours); the other
-    variants (unfold, per-sample generator, both) with e.g. GPU_CHECK_STEP_ARGS="--batch 16 8"."""
+    """Whole training step at the recipe's settings (16 × 512², bf16 and fp32, channels_last, ours), without and
+    with cuDNN's per-shape algorithm timing; the other variants (unfold, per-sample generator, both) with e.g.
+    GPU_CHECK_STEP_ARGS="--batch 16 8"."""
     need_cuda()
     extra = os.environ.get("GPU_CHECK_STEP_ARGS", "--batch 16 --variants ours --channels-last").split()
-    code, out = run_child([sys.executable, "benchmarks/bench_step.py", "--crop", "512", "--warmup", "3",
-                           "--iters", "10", *extra], 200)
-    print(out[-6000:])
-    rows = _json_rows(out)
-    emit({"exit_code": code, "rows": rows, "ok": code == 0 and bool(rows)})
+    rows, codes = [], []
+    for benchmark in ([], ["--cudnn-benchmark"]):  # cuDNN's default algorithm choice, then its per-shape timing
+        code, out = run_child([sys.executable, "benchmarks/bench_step.py", "--crop", "512", "--warmup", "3",
+                               "--iters", "10", *extra, *benchmark], 100)
+        print(out[-4000:])
+        rows += [{**r, "cudnn_benchmark": bool(benchmark)} for r in _json_rows(out)]
+        codes.append(code)
+    emit({"exit_codes": codes, "rows": rows, "ok": codes == [0, 0] and bool(rows)})
 
 
 def step_profile() -> None:

@@ -160,10 +160,13 @@ def step_flops(stepper: Stepper, inputs, target) -> float:
 
 
 def profile_training_step(batch: int, crop: int, device: str, dtype: str = "fp32", channels_last: bool = False,
-                          warmup: int = 2, steps: int = 3, iters: int = 5, top: int = 15) -> dict[str, Any]:
+                          warmup: int = 2, steps: int = 3, iters: int = 5, top: int = 15,
+                          cudnn_benchmark: bool = True) -> dict[str, Any]:
     """Time `iters` unprofiled steps, then profile `steps` more; return `summarise`'s figures plus the wall time
-    and (on CUDA) the fraction of it the device was busy."""
+    and (on CUDA) the fraction of it the device was busy. `cudnn_benchmark` as training's perf.cudnn_benchmark
+    (the warm-up steps absorb cuDNN's timing)."""
     dev = torch.device(device)
+    torch.backends.cudnn.benchmark = cudnn_benchmark and dev.type == "cuda"
     torch.manual_seed(0)
     stepper = Stepper(A2UMatting(), dev, dtype, False, channels_last)
     inputs, target = synthetic_batch(batch, crop, dev)
@@ -178,7 +181,8 @@ def profile_training_step(batch: int, crop: int, device: str, dtype: str = "fp32
         if dev.type == "cuda":
             torch.cuda.synchronize(dev)
     result = summarise(prof.events(), steps, dev.type, top)
-    result.update(batch=batch, crop=crop, dtype=dtype, channels_last=channels_last, wall_ms_per_step=round(wall, 2),
+    result.update(batch=batch, crop=crop, dtype=dtype, channels_last=channels_last,
+                  cudnn_benchmark=torch.backends.cudnn.benchmark, wall_ms_per_step=round(wall, 2),
                   images_per_s=round(batch / wall * 1e3, 1), conv_matmul_tflop_per_step=round(flops / 1e12, 4),
                   achieved_tflop_per_s=round(flops / wall / 1e9, 2))
     if dev.type == "cuda":
@@ -212,12 +216,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--crop", type=int, default=512)
     parser.add_argument("--dtype", choices=("fp32", "bf16"), default="bf16")
     parser.add_argument("--channels-last", action="store_true")
+    parser.add_argument("--no-cudnn-benchmark", action="store_true", help="cuDNN's default algorithm choice")
     parser.add_argument("--steps", type=int, default=3, help="profiled steps")
     parser.add_argument("--iters", type=int, default=5, help="unprofiled steps timed for the wall time")
     parser.add_argument("--top", type=int, default=15)
     args = parser.parse_args(argv)
     result = profile_training_step(args.batch, args.crop, args.device, args.dtype, args.channels_last,
-                                   steps=args.steps, iters=args.iters, top=args.top)
+                                   steps=args.steps, iters=args.iters, top=args.top,
+                                   cudnn_benchmark=not args.no_cudnn_benchmark)
     print(json.dumps(result))
     print(markdown(result))
     return 0

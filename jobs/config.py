@@ -86,6 +86,9 @@ class PerfSection:
     # A2U reassembly: auto (fused Triton kernels on CUDA) | fused | reference; None keeps $A2U_OPS_BACKEND (or auto)
     ops_backend: str | None = None
     find_unused_parameters: bool = False
+    # cuDNN times its convolution algorithms on the first step of each input shape and keeps the fastest (GPU only):
+    # training crops have one shape; validation (whole images, many sizes) runs with it off
+    cudnn_benchmark: bool = True
 
 
 @dataclass

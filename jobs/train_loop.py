@@ -54,6 +54,24 @@ def apply_ops_backend(cfg: TrainConfig) -> None:
     set_ops_backend(cfg.perf.ops_backend)
 
 
+def apply_cudnn_benchmark(cfg: TrainConfig, device: torch.device) -> None:
+    """`perf.cudnn_benchmark` for a CUDA worker (the fixed training crop makes cuDNN's per-shape timing pay off);
+    off otherwise."""
+    torch.backends.cudnn.benchmark = bool(cfg.perf.cudnn_benchmark) and device.type == "cuda"
+
+
+@contextlib.contextmanager
+def cudnn_benchmark_off():
+    """Validation's whole images come in many sizes: timing cuDNN's algorithms for each would cost more than it
+    saves, so it is off inside the block and restored after."""
+    saved = torch.backends.cudnn.benchmark
+    torch.backends.cudnn.benchmark = False
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.benchmark = saved
+
+
 class _IntervalStats:
     """Loss sum, finite/non-finite step counts and the first non-finite step, kept on the device between host
     syncs, so a training step never waits for the GPU; `reduce` is the one sync (two small all-reduces)."""
@@ -133,6 +151,7 @@ class _Trainer:
         cfg = self.cfg
 
         apply_ops_backend(cfg)
+        apply_cudnn_benchmark(cfg, self.device)
         torch.manual_seed(cfg.run.seed)  # identical initial weights on every rank (DDP also broadcasts rank 0's)
         net = A2UMatting(**cfg.model.options)
         if self.world > 1 and cfg.model.sync_batchnorm and self.device.type == "cuda":
@@ -243,6 +262,7 @@ class _Trainer:
 
     # ---------------------------------------------------------------- validation
     @torch.no_grad()
+    @cudnn_benchmark_off()
     def _validate(self) -> dict[str, float]:
         """Official metrics on the `val` split, samples spread over ranks, sums all-reduced."""
         import pipeline

@@ -106,6 +106,31 @@ def test_ops_backend_switches_model_ops(monkeypatch: pytest.MonkeyPatch) -> None
     assert fused_ops.current_backend() == "auto"
 
 
+def test_cudnn_benchmark_is_on_for_cuda_training_and_off_in_validation(monkeypatch: pytest.MonkeyPatch) -> None:
+    """perf.cudnn_benchmark (default on) turns cuDNN's per-shape algorithm timing on in a CUDA worker only, and the
+    validation pass (images of many sizes) runs with it off, restoring it after."""
+    import torch
+
+    from jobs.train_loop import apply_cudnn_benchmark, cudnn_benchmark_off
+
+    monkeypatch.setattr(torch.backends.cudnn, "benchmark", False)  # restored after the test
+    cfg = load_config(None)
+    assert cfg.perf.cudnn_benchmark is True
+    apply_cudnn_benchmark(cfg, torch.device("cpu"))
+    assert torch.backends.cudnn.benchmark is False
+    apply_cudnn_benchmark(cfg, torch.device("cuda", 0))  # only a flag: no GPU needed
+    assert torch.backends.cudnn.benchmark is True
+
+    @cudnn_benchmark_off()
+    def validate() -> bool:
+        return torch.backends.cudnn.benchmark
+
+    assert validate() is False and validate() is False
+    assert torch.backends.cudnn.benchmark is True
+    apply_cudnn_benchmark(load_config(None, ["perf.cudnn_benchmark=false"]), torch.device("cuda", 0))
+    assert torch.backends.cudnn.benchmark is False
+
+
 @pytest.mark.parametrize("scaling,resources,match", [
     ({"num_workers": 2, "use_gpu": True}, {"CPU": 16, "GPU": 1}, r"needs 2 GPU\(s\).*has 1: set scaling.num_workers=1"),
     ({"num_workers": 1, "use_gpu": True}, {"CPU": 16}, r"has 0: set scaling.use_gpu=false"),
