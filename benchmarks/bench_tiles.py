@@ -1,9 +1,9 @@
-"""Launch-tile sweep of the fused reassembly kernels: each kernel timed alone with every tile of
-`model.fused_ops.CHANNEL_TILES` / `TAP_TILES`, at the training shapes and the recipe's settings (batch 16, crop 512,
-bf16 features and fp32 kernels in channels_last, as autocast and `perf.channels_last` give them), against the
-default tile (the first of each list). Prints, per kernel and shape, the default and the best tile with their times,
-and per kernel the one tile that is fastest summed over the shapes (the candidate for a new default). Every tile's
-output is compared with the default tile's.
+"""Launch-tile sweep of the fused reassembly kernels: each kernel timed alone with its current tile
+(`model.fused_ops.DEFAULT_TILES`) and every other candidate of `CHANNEL_TILES` / `TAP_TILES`, at the training shapes
+and the recipe's settings (batch 16, crop 512, bf16 features and fp32 kernels in channels_last, as autocast and
+`perf.channels_last` give them). Prints, per kernel and shape, the current and the best tile with their times; per
+kernel the one tile that is fastest summed over the shapes; and `DEFAULT_TILES` with those winners, ready to paste.
+Every tile's output is compared with the current tile's.
 
     python3 benchmarks/bench_tiles.py                       # on a GPU (benchmarks/gpu_check.py runs it)
     TRITON_INTERPRET=1 .venv/bin/python benchmarks/bench_tiles.py --device cpu --tiny   # the code path on a CPU
@@ -24,7 +24,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
 from model import fused_ops  # noqa: E402
-from model.fused_ops import CHANNEL_TILES, TAP_TILES, LaunchTile  # noqa: E402
+from model.fused_ops import CHANNEL_TILES, DEFAULT_TILES, TAP_TILES, LaunchTile  # noqa: E402
 
 # (op, channels, low-resolution side) of the A2U reassembly calls at crop 512 (as in bench_step.OPS_SHAPES)
 SHAPES = [("up", 256, 32), ("up", 128, 64), ("up", 64, 128), ("up", 64, 256),
@@ -84,17 +84,28 @@ def _tile_name(t: LaunchTile) -> str:
     return (f"c{t.block_c}×" if t.block_c else "") + f"p{t.block_p}/w{t.num_warps}"
 
 
+def tile_by_name(kernel: str, name: str) -> LaunchTile:
+    """The candidate (or current default) tile of `kernel` that `_tile_name` calls `name`."""
+    pool = [DEFAULT_TILES[kernel], *(TAP_TILES if kernel.endswith("grad_m") else CHANNEL_TILES)]
+    return next(t for t in pool if _tile_name(t) == name)
+
+
+def _tile_source(t: LaunchTile) -> str:
+    return f"LaunchTile({t.block_c}, {t.block_p}, {t.num_warps})"
+
+
 def sweep(device: torch.device, batch: int, shapes: list[tuple[str, int, int]], iters: int, warmup: int,
           channels_last: bool) -> list[dict]:
     """One row per (kernel, shape): milliseconds of every tile, the best one, and whether each tile's output
-    matched the default tile's (relative error ≤ 1e-2 in bf16, ≤ 1e-5 in fp32; the sums are the same, so they are
+    matched the kernel's current tile's (relative error ≤ 1e-2 in bf16, ≤ 1e-5 in fp32; the sums are the same, so they are
     normally identical)."""
     rows = []
     for op, c, side in shapes:
         x, m, go = _inputs(op, batch, c, side, device, channels_last)
         for part in ("fwd", "grad_x", "grad_m"):
             kernel = f"{op}_{part}"
-            tiles = TAP_TILES if part == "grad_m" else CHANNEL_TILES
+            default = DEFAULT_TILES[kernel]  # the kernel's tile now, then every other candidate
+            tiles = [default] + [t for t in (TAP_TILES if part == "grad_m" else CHANNEL_TILES) if t != default]
             fn = _launch(kernel, x, m, go)
             reference = fn().float()
             times, mismatched = {}, []
@@ -105,7 +116,7 @@ def sweep(device: torch.device, batch: int, shapes: list[tuple[str, int, int]], 
                     if not err <= (1e-2 if x.dtype == torch.bfloat16 else 1e-5):
                         mismatched.append(_tile_name(tile))
                     times[_tile_name(tile)] = round(_median_ms(fn, device, iters, warmup), 4)
-            default = _tile_name(tiles[0])
+            default = _tile_name(default)
             best = min(times, key=times.get)
             row = {"kernel": kernel, "shape": f"{batch}×{c}×{side}²", "default": default,
                    "default_ms": times[default], "best": best, "best_ms": times[best],
@@ -155,6 +166,10 @@ def main(argv: list[str] | None = None) -> int:
     for kernel, v in summary.items():
         print(f"| {kernel} | {v['default']} | {v['default_ms']:.3f} | {v['best']} | {v['best_ms']:.3f} | "
               f"{v['speedup']:.2f}× |")
+    winners = {k: v["best"] if v["speedup"] >= 1.03 else v["default"] for k, v in summary.items()}
+    print("# model/fused_ops.py with the winners (≥ 3 % faster summed over the shapes; else the tile stays):")
+    print("DEFAULT_TILES = {" + ", ".join(f'"{k}": {_tile_source(tile_by_name(k, name))}'
+                                          for k, name in winners.items()) + "}")
     return 1 if any(r["mismatched"] for r in rows) else 0
 
 

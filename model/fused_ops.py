@@ -140,13 +140,16 @@ class LaunchTile:
 
 
 # Tiles every kernel is tested with (interpreter, against the reference) and that `benchmarks/bench_tiles.py`
-# times on a GPU; the first of each list is the default. Channel × pixel kernels, then taps × pixels kernels.
+# times on a GPU against the kernel's default. Channel × pixel kernels, then taps × pixels kernels.
 CHANNEL_TILES = (LaunchTile(), LaunchTile(16, 128), LaunchTile(16, 128, 8), LaunchTile(16, 256, 8),
                  LaunchTile(32, 64), LaunchTile(32, 128, 8), LaunchTile(8, 128), LaunchTile(8, 256, 8),
                  LaunchTile(4, 256), LaunchTile(64, 32))
 TAP_TILES = (LaunchTile(), LaunchTile(None, 32), LaunchTile(None, 64), LaunchTile(None, 128),
              LaunchTile(None, 256, 8), LaunchTile(None, 64, 2), LaunchTile(None, 128, 8))
-_TILES: dict[str, LaunchTile] = {}  # per-kernel choices in force (`launch_tiles`); absent: LaunchTile()
+# Each kernel's launch tile (the rules of `_tile` / `_tile_m` until a GPU sweep says otherwise; bench_tiles.py prints
+# this table with its winners filled in)
+DEFAULT_TILES: dict[str, LaunchTile] = {name: LaunchTile() for name in KERNELS}
+_TILES: dict[str, LaunchTile] = {}  # per-kernel choices in force inside `launch_tiles`, over DEFAULT_TILES
 
 
 @contextlib.contextmanager
@@ -171,7 +174,7 @@ def _tile(cg: int, kernel: str) -> tuple[int, int, int, int]:
     72–113 registers and no spills; 64×64 tiles spilled (up to 6 KB of stack per thread in the feature-gradient
     kernel). Not tuned on a GPU yet (`benchmarks/bench_tiles.py` measures the alternatives).
     """
-    choice = _TILES.get(kernel, LaunchTile())
+    choice = _TILES.get(kernel, DEFAULT_TILES[kernel])
     block_c = min(_next_pow2(cg), choice.block_c or 16)
     block_p = choice.block_p or max(64, min(256, 1024 // block_c))
     return block_c, block_p, -(-cg // block_c), choice.num_warps
@@ -179,7 +182,7 @@ def _tile(cg: int, kernel: str) -> tuple[int, int, int, int]:
 
 def _tile_m(kernel_size: int, kernel: str) -> tuple[int, int, int]:
     """(K2P, BLOCK_P, warps) for the tap×pixel tiles of the kernel-gradient kernels."""
-    choice = _TILES.get(kernel, LaunchTile())
+    choice = _TILES.get(kernel, DEFAULT_TILES[kernel])
     k2p = _next_pow2(kernel_size * kernel_size)
     return k2p, choice.block_p or max(16, min(128, 4096 // k2p)), choice.num_warps
 

@@ -27,6 +27,14 @@ def test_tiny_sweep_in_the_interpreter_covers_every_kernel_and_tile():
     for r in per_shape:
         assert len(r["ms"]) == len(TAP_TILES if r["kernel"].endswith("grad_m") else CHANNEL_TILES)
         assert r["mismatched"] == [] and r["best_ms"] <= r["default_ms"]
+    # the table to paste into model/fused_ops.py names a candidate tile for every kernel
+    from model.fused_ops import LaunchTile
+
+    line = next(ln for ln in proc.stdout.splitlines() if ln.startswith("DEFAULT_TILES = "))
+    table = eval(line.split("=", 1)[1], {"LaunchTile": LaunchTile})  # noqa: S307 - our own output
+    assert set(table) == set(KERNELS)
+    for kernel, tile in table.items():
+        assert tile in (TAP_TILES if kernel.endswith("grad_m") else CHANNEL_TILES)
     summary = rows[-1]
     assert set(summary["per_kernel"]) == set(KERNELS)
     assert summary["total_best_ms"] <= summary["total_default_ms"]
