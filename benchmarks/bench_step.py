@@ -18,6 +18,7 @@ approximate).
     .venv/bin/python benchmarks/bench_step.py                       # GPU: batch 8 and 16, crop 512, fp32 + bf16
     .venv/bin/python benchmarks/bench_step.py --device cpu --cpu-small   # CPU: batch 2, 4 at crop 128
     .venv/bin/python benchmarks/bench_step.py --compile --channels-last  # GPU extras
+    .venv/bin/python benchmarks/bench_step.py --generator --batch 16 --channels-last   # kernel generator alone
 """
 from __future__ import annotations
 
@@ -356,6 +357,58 @@ def run_ops(args: argparse.Namespace) -> list[dict]:
     return rows
 
 
+# (channels, side of the input map) of the net's four kernel generators at crop 512 (sides ÷ --ops-scale on CPU)
+GENERATOR_SHAPES = [(64, 512), (64, 256), (128, 128), (256, 64)]
+
+
+def run_generator(args: argparse.Namespace) -> list[dict]:
+    """Kernel generator fwd+bwd alone at the net's generator inputs: the batched one (`model.kernel_generator`)
+    against the official per-sample loop's port, same weights and input, in fp32 and bf16 autocast, channels_last
+    as in training when --channels-last. Times as in `run_ops`."""
+    device = torch.device(args.device)
+    rows = []
+    for c, side in GENERATOR_SHAPES:
+        side = max(8, side // args.ops_scale)
+        torch.manual_seed(0)
+        gen = A2UKernelGenerator(c).to(device).train()
+        x = torch.randn(args.batch[0], c, side, side, device=device)
+        if args.channels_last:
+            gen, x = gen.to(memory_format=torch.channels_last), x.contiguous(memory_format=torch.channels_last)
+        for dtype in args.dtypes:
+            results = {}
+            for name, fwd in (("batched", A2UKernelGenerator.forward), ("per_sample", per_sample_generator_forward)):
+                def call() -> tuple[torch.Tensor, torch.Tensor]:
+                    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=dtype == "bf16"):
+                        return fwd(gen, xl)
+
+                xl = x.clone().requires_grad_()
+                gen.zero_grad(set_to_none=True)
+                down, up = call()
+                (down.float().sum() + up.float().square().sum()).backward()
+                results[name] = (down.detach().float(), up.detach().float(), xl.grad.float())
+                times = []
+                for _ in range(args.iters):
+                    xl.grad = None
+                    gen.zero_grad(set_to_none=True)
+                    if device.type == "cuda":
+                        torch.cuda.synchronize(device)
+                    t0 = time.perf_counter() if device.type == "cuda" else time.process_time()
+                    down, up = call()
+                    (down.float().sum() + up.float().square().sum()).backward()
+                    if device.type == "cuda":
+                        torch.cuda.synchronize(device)
+                    times.append(((time.perf_counter() if device.type == "cuda" else time.process_time()) - t0) * 1e3)
+                results[name + "_ms"] = statistics.median(times)
+            err = max(relative_error(a, b) for a, b in zip(results["batched"], results["per_sample"]))
+            row = {"generator": f"{args.batch[0]}×{c}×{side}²", "dtype": dtype,
+                   "batched_ms": results["batched_ms"], "per_sample_ms": results["per_sample_ms"],
+                   "speedup": results["per_sample_ms"] / results["batched_ms"], "rel_err": err,
+                   "correct": err <= TOLERANCE[dtype]}
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+    return rows
+
+
 def ops_markdown(rows: list[dict]) -> str:
     lines = ["| op, shape | model.ops fwd+bwd ms | unfold fwd+bwd ms | unfold / ops | rel err | ok |",
              "|---|---|---|---|---|---|"]
@@ -400,6 +453,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="torch.backends.cudnn.benchmark (training's perf.cudnn_benchmark; timed after --warmup)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--ops", action="store_true", help="only the reassembly ops vs plain unfold (fwd+bwd)")
+    parser.add_argument("--generator", action="store_true",
+                        help="only the kernel generator, batched vs the official per-sample loop (fwd+bwd; batch = "
+                             "the first --batch, map sides ÷ --ops-scale)")
     parser.add_argument("--ops-batch", type=int, default=8)
     parser.add_argument("--ops-scale", type=int, default=1, help="divide the training-shape map sides by this")
     args = parser.parse_args(argv)
@@ -415,6 +471,13 @@ def main(argv: list[str] | None = None) -> int:
     stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     print(f"# bench_step: {card}, torch {torch.__version__}, threads {torch.get_num_threads()}, "
           f"ops backend {current_backend()}, cudnn.benchmark {args.cudnn_benchmark}, {stamp}", flush=True)
+    if args.generator:
+        rows = run_generator(args)
+        print("| generator input | dtype | batched ms | per-sample ms | speed-up | rel err |\n|---|---|---|---|---|---|")
+        for r in rows:
+            print(f"| {r['generator']} | {r['dtype']} | {r['batched_ms']:.2f} | {r['per_sample_ms']:.2f} | "
+                  f"{r['speedup']:.1f}× | {r['rel_err']:.1e} |")
+        return 0 if all(r["correct"] for r in rows) else 1
     if args.ops:
         rows = run_ops(args)
         print(ops_markdown(rows))

@@ -290,12 +290,19 @@ def _json_rows(out: str) -> list[dict]:
 
 
 def step_ops_bench() -> None:
-    """Reassembly fwd+bwd, fused kernels vs unfold, at the crop-512 training shapes (batch 8)."""
+    """Reassembly fwd+bwd, fused kernels vs unfold, at the crop-512 training shapes (batch 8); the kernel generator
+    fwd+bwd, batched vs the official per-sample loop, at the net's four generator inputs (batch 16, fp32 and bf16,
+    channels_last)."""
     need_cuda()
     code, out = run_child([sys.executable, "benchmarks/bench_step.py", "--ops", "--iters", "20"], 100)
     print(out[-4000:])
     rows = _json_rows(out)
-    emit({"exit_code": code, "rows": rows, "ok": code == 0 and bool(rows)})
+    gen_code, gen_out = run_child([sys.executable, "benchmarks/bench_step.py", "--generator", "--batch", "16",
+                                   "--channels-last", "--iters", "10"], 80)
+    print(gen_out[-4000:])
+    gen_rows = _json_rows(gen_out)
+    emit({"exit_codes": [code, gen_code], "rows": rows, "generator_rows": gen_rows,
+          "ok": code == 0 and gen_code == 0 and bool(rows) and bool(gen_rows)})
 
 
 def step_tiles() -> None:
@@ -453,7 +460,7 @@ STEPS: list[tuple[str, Callable[[], None], int]] = [
     ("fused_tests", step_fused_tests, 180),
     ("gpu_tests", step_gpu_tests, 120),
     ("predict", step_predict, 120),
-    ("ops_bench", step_ops_bench, 110),
+    ("ops_bench", step_ops_bench, 190),
     ("train_bench", step_train_bench, 210),
     ("profile", step_profile, 90),
     ("tiles", step_tiles, 180),
