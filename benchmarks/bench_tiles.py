@@ -26,9 +26,10 @@ sys.path.insert(0, str(REPO_ROOT))
 from model import fused_ops  # noqa: E402
 from model.fused_ops import CHANNEL_TILES, DEFAULT_TILES, TAP_TILES, LaunchTile  # noqa: E402
 
-# (op, channels, low-resolution side) of the A2U reassembly calls at crop 512 (as in bench_step.OPS_SHAPES)
-SHAPES = [("up", 256, 32), ("up", 128, 64), ("up", 64, 128), ("up", 64, 256),
-          ("down", 64, 256), ("down", 64, 128), ("down", 128, 64), ("down", 256, 32)]
+# (op, channels, low-resolution side) of the A2U reassembly calls at crop 512 (as in bench_step.OPS_SHAPES), the
+# largest (the most time in a step) first, so that a sweep cut short by --budget-s has measured those
+SHAPES = [("up", 64, 256), ("down", 64, 256), ("up", 64, 128), ("down", 64, 128),
+          ("up", 128, 64), ("down", 128, 64), ("up", 256, 32), ("down", 256, 32)]
 KERNEL_SIZE = {"up": 3, "down": 6}
 
 
@@ -95,12 +96,17 @@ def _tile_source(t: LaunchTile) -> str:
 
 
 def sweep(device: torch.device, batch: int, shapes: list[tuple[str, int, int]], iters: int, warmup: int,
-          channels_last: bool) -> list[dict]:
+          channels_last: bool, budget_s: float | None = None) -> list[dict]:
     """One row per (kernel, shape): milliseconds of every tile, the best one, and whether each tile's output
-    matched the kernel's current tile's (relative error ≤ 1e-2 in bf16, ≤ 1e-5 in fp32; the sums are the same, so they are
-    normally identical)."""
+    matched the kernel's current tile's (relative error ≤ 1e-2 in bf16, ≤ 1e-5 in fp32; the sums are the same, so
+    they are normally identical). No new shape starts after `budget_s` seconds (compiling every tile takes most of
+    the time on a first run)."""
     rows = []
+    t_end = None if budget_s is None else time.monotonic() + budget_s
     for op, c, side in shapes:
+        if t_end is not None and time.monotonic() > t_end:
+            print(f"# budget of {budget_s:.0f} s spent: shapes from {op} {c}×{side}² on not measured", flush=True)
+            break
         x, m, go = _inputs(op, batch, c, side, device, channels_last)
         for part in ("fwd", "grad_x", "grad_m"):
             kernel = f"{op}_{part}"
@@ -150,13 +156,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--iters", type=int, default=10)
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--tiny", action="store_true", help="batch 1 and maps 1/16 of the side (a CPU dry run)")
+    parser.add_argument("--budget-s", type=float, default=140.0,
+                        help="start no new shape after this many seconds (the summary covers the measured ones)")
     args = parser.parse_args(argv)
     device = torch.device(args.device)
     shapes = SHAPES
     if args.tiny:
         args.batch, args.iters, args.warmup = 1, 1, 0
         shapes = [(op, min(c, 24), max(4, side // 16)) for op, c, side in SHAPES[:1] + SHAPES[-1:]]
-    rows = sweep(device, args.batch, shapes, args.iters, args.warmup, not args.nchw)
+    rows = sweep(device, args.batch, shapes, args.iters, args.warmup, not args.nchw, args.budget_s)
     summary = best_per_kernel(rows)
     total_default = sum(v["default_ms"] for v in summary.values())
     total_best = sum(v["best_ms"] for v in summary.values())
@@ -166,8 +174,10 @@ def main(argv: list[str] | None = None) -> int:
     for kernel, v in summary.items():
         print(f"| {kernel} | {v['default']} | {v['default_ms']:.3f} | {v['best']} | {v['best_ms']:.3f} | "
               f"{v['speedup']:.2f}× |")
-    winners = {k: v["best"] if v["speedup"] >= 1.03 else v["default"] for k, v in summary.items()}
-    print("# model/fused_ops.py with the winners (≥ 3 % faster summed over the shapes; else the tile stays):")
+    winners = {k: (summary[k]["best"] if summary[k]["speedup"] >= 1.03 else summary[k]["default"]) if k in summary
+               else _tile_name(DEFAULT_TILES[k]) for k in fused_ops.KERNELS}
+    print("# model/fused_ops.py with the winners (≥ 3 % faster summed over the shapes; else, or where not measured, "
+          "the tile stays):")
     print("DEFAULT_TILES = {" + ", ".join(f'"{k}": {_tile_source(tile_by_name(k, name))}'
                                           for k, name in winners.items()) + "}")
     return 1 if any(r["mismatched"] for r in rows) else 0
