@@ -156,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--iters", type=int, default=10)
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--tiny", action="store_true", help="batch 1 and maps 1/16 of the side (a CPU dry run)")
-    parser.add_argument("--budget-s", type=float, default=140.0,
+    parser.add_argument("--budget-s", type=float, default=120.0,
                         help="start no new shape after this many seconds (the summary covers the measured ones)")
     args = parser.parse_args(argv)
     device = torch.device(args.device)
