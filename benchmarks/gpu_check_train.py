@@ -4,7 +4,7 @@ Synthetic shards -> `jobs train` with `jobs/configs/gpu_smoke.yaml` on the embed
 channels_last, fused Adam and kernels, SyncBatchNorm, the DALI GPU loader) with a worker killed mid-run (Ray restarts
 it and it resumes from the last checkpoint onto the GPU) -> the same run name again with one more epoch (a resume
 from the stored run) -> `jobs evaluate --device cuda` on datasets/real-dev -> `jobs predict --device cuda` in a fresh
-process. Each stage is checked (exit status, steps reached, the failure really injected, the model registered,
+process -> the same with `--ray` (Ray Data actors, a GPU each). Each stage is checked (exit status, steps reached, the failure really injected, the model registered,
 scores finite) and timed; the first failure stops the run. Writes `train_check.json` (and prints it) into `--out`.
 
     bash benchmarks/gpu_check_train.sh                  # on the GPU machine (unpacks the dali and train wheels)
@@ -138,14 +138,27 @@ def main(argv: list[str] | None = None) -> int:
                       mattes=len(written))
         return result
 
+    def predict_ray() -> dict[str, Any]:
+        import csv
+
+        out_dir = work / "predictions-ray"
+        result = _subprocess([sys.executable, "-m", "jobs", "predict", "--model", state["model"], "--image",
+                              str(REAL_DEV / "merged"), "--trimap", str(REAL_DEV / "trimaps"), "--out", str(out_dir),
+                              "--device", args.device, "--ray"], 600)
+        table = out_dir / "predictions.csv"
+        statuses = [row["status"] for row in csv.DictReader(table.open())] if table.is_file() else []
+        result.update(ok=result["ok"] and len(statuses) == 16 and set(statuses) == {"written"},
+                      written=statuses.count("written"), rows=len(statuses))
+        return result
+
     for stage, fn in (("data_prep", prepare), ("train_with_failure", train), ("resume", resume),
-                      ("evaluate", evaluate), ("predict", predict)):
+                      ("evaluate", evaluate), ("predict", predict), ("predict_ray", predict_ray)):
         if not run_stage(record, stage, fn):
             break
     (out / "train_check.json").write_text(json.dumps(record, indent=1, default=str))
     failed = [k for k, v in record["stages"].items() if v.get("status") == "failed"]
-    print(f"gpu_check_train: {len(record['stages']) - len(failed)} of 5 stages passed; failed: {failed}")
-    return 1 if failed or len(record["stages"]) < 5 else 0
+    print(f"gpu_check_train: {len(record['stages']) - len(failed)} of 6 stages passed; failed: {failed}")
+    return 1 if failed or len(record["stages"]) < 6 else 0
 
 
 if __name__ == "__main__":

@@ -20,8 +20,9 @@ def test_cpu_run_of_the_training_check_passes_every_stage(tmp_path):
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
     record = json.loads((tmp_path / "out" / "train_check.json").read_text())
     stages = record["stages"]
-    assert list(stages) == ["data_prep", "train_with_failure", "resume", "evaluate", "predict"]
+    assert list(stages) == ["data_prep", "train_with_failure", "resume", "evaluate", "predict", "predict_ray"]
     assert all(s["status"] == "passed" for s in stages.values())
     assert stages["train_with_failure"]["failure_injected_and_recovered"] is True
     assert stages["resume"]["step"] > stages["train_with_failure"]["step"] and stages["resume"]["same_mlflow_run"]
     assert stages["predict"]["mattes"] == 16
+    assert stages["predict_ray"]["written"] == 16
