@@ -306,6 +306,22 @@ def run(args: argparse.Namespace) -> list[dict]:
     return rows
 
 
+def median_ms(fn: Callable[[], None], device: torch.device, iters: int) -> float:
+    """Median milliseconds of `iters` calls: wall time between device syncs on CUDA, process-CPU time on CPU
+    (robust to other tenants)."""
+    clock = time.perf_counter if device.type == "cuda" else time.process_time
+    times = []
+    for _ in range(iters):
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        t0 = clock()
+        fn()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        times.append((clock() - t0) * 1e3)
+    return statistics.median(times)
+
+
 # (op, C, low-res side) at the training shapes (batch 8, crop 512); batch and sides shrink with --ops-scale on CPU
 OPS_SHAPES = [("up", 256, 32), ("up", 128, 64), ("up", 64, 128), ("up", 64, 256),
               ("down", 64, 256), ("down", 64, 128), ("down", 128, 64), ("down", 256, 32)]
@@ -314,7 +330,7 @@ OPS_SHAPES = [("up", 256, 32), ("up", 128, 64), ("up", 64, 128), ("up", 64, 256)
 def run_ops(args: argparse.Namespace) -> list[dict]:
     """Reassembly fwd+bwd: `model.ops` (reference on CPU, fused on CUDA) vs plain unfold, same inputs.
 
-    Times are CUDA-synchronised wall ms on GPU and process-CPU ms on CPU (robust to other tenants).
+    Times: `median_ms`.
     """
     device = torch.device(args.device)
     rows = []
@@ -337,17 +353,11 @@ def run_ops(args: argparse.Namespace) -> list[dict]:
             upstream = torch.ones_like(out)
             out.backward(upstream)
             results[name] = (out.detach(), xl.grad, ml.grad)
-            times = []
-            for _ in range(args.iters):
+            def fwd_bwd() -> None:
                 xl.grad = ml.grad = None
-                if device.type == "cuda":
-                    torch.cuda.synchronize(device)
-                t0 = time.perf_counter() if device.type == "cuda" else time.process_time()
                 fn(xl, ml, k, 1, 2).backward(upstream)
-                if device.type == "cuda":
-                    torch.cuda.synchronize(device)
-                times.append(((time.perf_counter() if device.type == "cuda" else time.process_time()) - t0) * 1e3)
-            results[name + "_ms"] = statistics.median(times)
+
+            results[name + "_ms"] = median_ms(fwd_bwd, device, args.iters)
         err = max(relative_error(a, b) for a, b in zip(results["model.ops"], results["unfold"]))
         shape = (f"{n}×{c}×{side}² → {2 * side}²" if op == "up" else f"{n}×{c}×{2 * side}² → {side}²")
         row = {"op": op, "shape": shape, "ops_ms": results["model.ops_ms"], "unfold_ms": results["unfold_ms"],
@@ -364,7 +374,7 @@ GENERATOR_SHAPES = [(64, 512), (64, 256), (128, 128), (256, 64)]
 def run_generator(args: argparse.Namespace) -> list[dict]:
     """Kernel generator fwd+bwd alone at the net's generator inputs: the batched one (`model.kernel_generator`)
     against the official per-sample loop's port, same weights and input, in fp32 and bf16 autocast, channels_last
-    as in training when --channels-last. Times as in `run_ops`."""
+    as in training when --channels-last. Times: `median_ms`."""
     device = torch.device(args.device)
     rows = []
     for c, side in GENERATOR_SHAPES:
@@ -386,19 +396,13 @@ def run_generator(args: argparse.Namespace) -> list[dict]:
                 down, up = call()
                 (down.float().sum() + up.float().square().sum()).backward()
                 results[name] = (down.detach().float(), up.detach().float(), xl.grad.float())
-                times = []
-                for _ in range(args.iters):
+                def fwd_bwd() -> None:
                     xl.grad = None
                     gen.zero_grad(set_to_none=True)
-                    if device.type == "cuda":
-                        torch.cuda.synchronize(device)
-                    t0 = time.perf_counter() if device.type == "cuda" else time.process_time()
                     down, up = call()
                     (down.float().sum() + up.float().square().sum()).backward()
-                    if device.type == "cuda":
-                        torch.cuda.synchronize(device)
-                    times.append(((time.perf_counter() if device.type == "cuda" else time.process_time()) - t0) * 1e3)
-                results[name + "_ms"] = statistics.median(times)
+
+                results[name + "_ms"] = median_ms(fwd_bwd, device, args.iters)
             err = max(relative_error(a, b) for a, b in zip(results["batched"], results["per_sample"]))
             row = {"generator": f"{args.batch[0]}×{c}×{side}²", "dtype": dtype,
                    "batched_ms": results["batched_ms"], "per_sample_ms": results["per_sample_ms"],

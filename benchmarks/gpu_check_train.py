@@ -129,10 +129,12 @@ def main(argv: list[str] | None = None) -> int:
         return {"ok": not ev["failed"] and all(math.isfinite(v) for v in means.values()), "model": model,
                 "real_dev_means": means, "failed": ev["failed"]}
 
+    def predict_command(out_dir: Path, *extra: str) -> list[str]:
+        return [sys.executable, "-m", "jobs", "predict", "--model", state["model"], "--image", str(REAL_DEV / "merged"),
+                "--trimap", str(REAL_DEV / "trimaps"), "--out", str(out_dir), "--device", args.device, *extra]
+
     def predict() -> dict[str, Any]:
-        result = _subprocess([sys.executable, "-m", "jobs", "predict", "--model", state["model"], "--image",
-                              str(REAL_DEV / "merged"), "--trimap", str(REAL_DEV / "trimaps"), "--out",
-                              str(work / "predictions"), "--device", args.device], 600)
+        result = _subprocess(predict_command(work / "predictions"), 600)
         written = sorted((work / "predictions").glob("*.png"))
         result.update(ok=result["ok"] and len(written) == len(list((REAL_DEV / "merged").glob("*.png"))),
                       mattes=len(written))
@@ -142,9 +144,7 @@ def main(argv: list[str] | None = None) -> int:
         import csv
 
         out_dir = work / "predictions-ray"
-        result = _subprocess([sys.executable, "-m", "jobs", "predict", "--model", state["model"], "--image",
-                              str(REAL_DEV / "merged"), "--trimap", str(REAL_DEV / "trimaps"), "--out", str(out_dir),
-                              "--device", args.device, "--ray"], 600)
+        result = _subprocess(predict_command(out_dir, "--ray"), 600)
         table = out_dir / "predictions.csv"
         statuses = [row["status"] for row in csv.DictReader(table.open())] if table.is_file() else []
         result.update(ok=result["ok"] and len(statuses) == 16 and set(statuses) == {"written"},
