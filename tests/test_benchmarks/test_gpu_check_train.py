@@ -1,5 +1,5 @@
 """benchmarks/gpu_check_train.py's flow on the CPU (small sizes): the same stages the GPU machine runs, so a broken
-stage shows here before a GPU session spends its minutes on it."""
+stage shows here before a GPU run spends its minutes on it."""
 from __future__ import annotations
 
 import json
