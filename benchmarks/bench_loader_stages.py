@@ -1,7 +1,9 @@
 """Where the DALI training loader's CPU time goes: CPU-ms per sample of the whole loader under option ablations, and of
-its three stages run one after the other (geometry graph, torch trimap/crop step, finish graph + conversion).
+its three stages run one after the other (geometry graph, torch trimap/crop step, finish graph + conversion), and
+the crop step alone in the loader's thread and in crop worker processes (samples/s, and the loader thread's share).
 
     .venv/bin/python benchmarks/bench_loader_stages.py [--data DIR] [--crop 512] [--batches 10] [--threads 1]
+        [--crop-workers 1 2]
 
 CPU time of this process (user + system, all threads) per sample, after one warm-up batch; it is steadier than wall time
 on a shared machine, but still moves with the load of other processes (cache and memory contention), so compare runs
@@ -10,6 +12,7 @@ made back to back. Data: the bench_loader.py synthetic set (`python -m data_prep
 from __future__ import annotations
 
 import argparse
+import collections
 import os
 import resource
 import sys
@@ -23,7 +26,9 @@ import torch  # noqa: E402
 
 import pipeline  # noqa: E402
 from formats.manifest import MANIFEST  # noqa: E402
-from pipeline.loader import single_torch_thread  # noqa: E402
+from pipeline.crop_pool import CropPool  # noqa: E402
+from pipeline.crop_step import crop_batch  # noqa: E402
+from pipeline.loader import frame_views, single_torch_thread  # noqa: E402
 
 ABLATIONS = ({}, {"hsv_jitter": False}, {"p_combine": 0.0}, {"p_combine": 0.0, "hsv_jitter": False})
 
@@ -46,19 +51,33 @@ def whole_loader(data: Path, crop: int, batches: int, threads: int, options: dic
     return 1000 * (cpu_s() - c0) / n, n / (time.perf_counter() - t0)
 
 
+def _geometry_batches(loader, batches: int) -> list[tuple]:
+    """(plan, frames1, frames2) of iterations 1..batches (iteration 0 is the warm-up), the frames copied out of
+    DALI's buffers (which its next runs reuse)."""
+    loader._start_geometry(0)
+    out = []
+    for g in range(batches + 1):
+        a1, a2 = loader._geometry.run()
+        plan = loader._inflight.pop(g)
+        out.append((plan, [f.clone() for f in frame_views(a1)], [f.clone() for f in frame_views(a2)]))
+    return out[1:]
+
+
+def _crop_args(loader, plan, f1, f2) -> tuple:
+    return (f1, f2, plan.combine, plan.erosion, loader.crop, loader.options.min_unknown, plan.crop_seed,
+            loader.composites)
+
+
 def stages(data: Path, crop: int, batches: int, threads: int) -> dict[str, float]:
     """CPU-ms/sample of each stage, run in sequence on the same batches (no overlap between them)."""
     loader = pipeline.TrainLoader(data, 8, crop, num_threads=threads, iterations_per_epoch=batches + 1)
-    loader._start_geometry(0)
-    loader._geometry.run()                                   # warm-up batch (iteration 0)
     n, out = 8 * batches, {}
     c0 = cpu_s()
-    geo = [loader._geometry.run() for _ in range(batches)]  # iterations 1..batches
-    out["geometry graph"] = 1000 * (cpu_s() - c0) / n
-    plans = [loader.sampler.plan(g) for g in range(1, batches + 1)]
+    geo = _geometry_batches(loader, batches)
+    out["geometry graph (+ frame copies)"] = 1000 * (cpu_s() - c0) / n
     c0 = cpu_s()
     with single_torch_thread(loader.device):
-        steps = [loader._crop_step(p, *o) for p, o in zip(plans, geo)]
+        steps = [loader._feeds(p, crop_batch(*_crop_args(loader, p, f1, f2))) for p, f1, f2 in geo]
     out["torch trimap/crop step"] = 1000 * (cpu_s() - c0) / n
     c0 = cpu_s()
     with single_torch_thread(loader.device):
@@ -68,12 +87,45 @@ def stages(data: Path, crop: int, batches: int, threads: int) -> dict[str, float
     return out
 
 
+def crop_stage(data: Path, crop: int, batches: int, threads: int, workers: list[int]) -> list[tuple[int, float, float]]:
+    """(crop workers, samples/s, CPU-ms/sample of the calling thread) of the crop step alone over the same batches:
+    in the calling thread (0 workers), then in each number of crop worker processes with that many batches in
+    flight. The calling thread's CPU time is the loader's serial cost of the step: with workers, the copy of the
+    frames into shared memory and the hand-over of the results."""
+    loader = pipeline.TrainLoader(data, 8, crop, num_threads=threads, iterations_per_epoch=batches + 1)
+    geo = _geometry_batches(loader, batches)
+    n, rows = 8 * batches, []
+    with single_torch_thread(loader.device):
+        crop_batch(*_crop_args(loader, *geo[0]))             # warm-up
+        c0, t0 = time.thread_time(), time.perf_counter()
+        for p, f1, f2 in geo:
+            crop_batch(*_crop_args(loader, p, f1, f2))
+        rows.append((0, n / (time.perf_counter() - t0), 1000 * (time.thread_time() - c0) / n))
+    for w in workers:
+        pool = CropPool(w)
+        for _ in range(w):                                   # warm-up: every worker started and used once
+            pool.result(pool.submit(*_crop_args(loader, *geo[0])))
+        queue: collections.deque = collections.deque()
+        c0, t0 = time.thread_time(), time.perf_counter()
+        for p, f1, f2 in geo:
+            if len(queue) >= w:
+                pool.result(queue.popleft())
+            queue.append(pool.submit(*_crop_args(loader, p, f1, f2)))
+        while queue:
+            pool.result(queue.popleft())
+        rows.append((w, n / (time.perf_counter() - t0), 1000 * (time.thread_time() - c0) / n))
+        pool.close()
+    return rows
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", type=Path, default=Path(os.environ.get("TMPDIR", "/tmp")) / "a2u_bench_loader_1024")
     ap.add_argument("--crop", type=int, default=512)
     ap.add_argument("--batches", type=int, default=10)
     ap.add_argument("--threads", type=int, default=1, help="DALI threads per graph")
+    ap.add_argument("--crop-workers", type=int, nargs="*", default=[1, 2],
+                    help="crop worker process counts to time the crop step with (besides in-thread)")
     args = ap.parse_args()
     if not (args.data / MANIFEST).exists():
         sys.exit(f"{args.data}: no dataset; run benchmarks/bench_loader.py once (it writes it) or pass --data")
@@ -84,6 +136,9 @@ def main() -> None:
         print(f"loader {options or 'default'}: {ms:.1f} CPU-ms/sample, {rate:.1f} samples/s")
     for name, ms in stages(args.data, args.crop, args.batches, args.threads).items():
         print(f"stage {name}: {ms:.1f} CPU-ms/sample")
+    for workers, rate, ms in crop_stage(args.data, args.crop, args.batches, args.threads, args.crop_workers):
+        where = f"{workers} crop worker(s)" if workers else "in the loader's thread"
+        print(f"crop step alone, {where}: {rate:.1f} samples/s, {ms:.2f} CPU-ms/sample on the loader's thread")
 
 
 if __name__ == "__main__":

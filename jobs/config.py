@@ -34,6 +34,7 @@ class DataSection:
     batch_size: int = 8                # per worker
     iterations_per_epoch: int | None = None   # None -> the loader's default (from the fg count)
     num_threads: int | None = None
+    crop_workers: int = 0              # processes for the loader's crop step (0: in its own thread); see README
     composites: bool = False
     photo_ratio: float = 0.0           # share of batches of real photos (photo-* shards), never re-composited
     augment: dict = field(default_factory=dict)   # passed to the loader as **augment_options

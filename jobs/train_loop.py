@@ -307,8 +307,8 @@ class _Trainer:
         return pipeline.build_train_loader(
             d.dataset_dir, d.batch_size, d.crop_size, rank=self.rank, world_size=self.world,
             device=str(self.device) if self.device.type == "cuda" else "cpu", seed=self.cfg.run.seed,
-            iterations_per_epoch=d.iterations_per_epoch, num_threads=d.num_threads or self.cfg.scaling.cpus_per_worker, composites=d.composites,
-            photo_ratio=d.photo_ratio, **d.augment)
+            iterations_per_epoch=d.iterations_per_epoch, num_threads=d.num_threads or self.cfg.scaling.cpus_per_worker,
+            crop_workers=d.crop_workers, composites=d.composites, photo_ratio=d.photo_ratio, **d.augment)
 
     def run(self) -> None:
         """Epochs until `optim.epochs`, a NaN/inf stop or the time budget; each epoch ends validated and
@@ -324,17 +324,21 @@ class _Trainer:
             log.info("training: %d workers x batch %d, crop %d, %d steps/epoch, epochs %d..%d, step %d",
                      self.world, cfg.data.batch_size, cfg.data.crop_size, steps_per_epoch, self.epoch + 1,
                      cfg.optim.epochs, self.step)
-        while self.epoch < cfg.optim.epochs:
-            outcome = self._train_epoch(loader, steps_per_epoch)
-            if outcome in ("nonfinite", "stopped"):
-                return
-            self.scheduler.step()
-            self.epoch += 1
-            self.batch_in_epoch = 0
-            over_budget = outcome == "over_budget"
-            self._validate_and_checkpoint(f"epoch {self.epoch} validation", {BUDGET_KEY: 1.0} if over_budget else {})
-            if over_budget:
-                return
+        try:
+            while self.epoch < cfg.optim.epochs:
+                outcome = self._train_epoch(loader, steps_per_epoch)
+                if outcome in ("nonfinite", "stopped"):
+                    return
+                self.scheduler.step()
+                self.epoch += 1
+                self.batch_in_epoch = 0
+                over_budget = outcome == "over_budget"
+                self._validate_and_checkpoint(f"epoch {self.epoch} validation",
+                                              {BUDGET_KEY: 1.0} if over_budget else {})
+                if over_budget:
+                    return
+        finally:
+            loader.close()  # stops its crop worker processes, if any
 
     def _train_epoch(self, loader, steps_per_epoch: int) -> str:
         """The rest of the current epoch: "epoch" (done), "over_budget" (done, and the time budget is spent),

@@ -11,15 +11,17 @@ from .options import AugmentOptions
 def build_train_loader(dataset_dir, batch_size: int, crop_size: int, *, rank: int = 0, world_size: int = 1,
                        device: str = "cpu", seed: int = 0, iterations_per_epoch: int | None = None,
                        num_threads: int | None = None, composites: bool = False, photo_ratio: float = 0.0,
-                       **augment_options: object) -> TrainLoader | MixedTrainLoader:
+                       crop_workers: int = 0, **augment_options: object) -> TrainLoader | MixedTrainLoader:
     """Training loader over the fg/bg shards (or train-* composites); see pipeline/loader.py and AugmentOptions.
 
     `photo_ratio` > 0 mixes in batches of photo-* samples (real photos, never re-composited) at that share of the
-    batches (1 = photos only); see pipeline/mixed.py."""
+    batches (1 = photos only); see pipeline/mixed.py. `crop_workers` > 0 runs the crop step (trimaps and crop
+    windows) in that many processes (per loader: a mixed loader has two), off the loader's main thread; the batches
+    are the same."""
     if not 0.0 <= photo_ratio <= 1.0:
         raise ValueError(f"photo_ratio must be in [0, 1], got {photo_ratio}")
     common = dict(rank=rank, world_size=world_size, device=device, seed=seed, num_threads=num_threads,
-                  **augment_options)
+                  crop_workers=crop_workers, **augment_options)
     if photo_ratio >= 1.0:
         return TrainLoader(dataset_dir, batch_size, crop_size, iterations_per_epoch=iterations_per_epoch,
                            photos=True, **common)

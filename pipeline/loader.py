@@ -10,13 +10,14 @@ import concurrent.futures
 import contextlib
 import logging
 import os
+import time
 from collections.abc import Iterator
 
 import numpy as np
 import torch
 
-from .combine import combined_alpha, foreground_weights
-from .crop import choose_crop, crop_from_alpha
+from .crop_pool import CropPool
+from .crop_step import CropBatch, crop_batch
 from .dataset import Dataset, DatasetError
 from .decoding import decodes
 from .options import AugmentOptions
@@ -114,8 +115,14 @@ class _DaliRunError(RuntimeError):
     """A failure inside a DALI graph run (as opposed to a bug in the loader's own code)."""
 
 
+def frame_views(tensor_list) -> list[torch.Tensor]:
+    """The H x W x 1 uint8 samples of a CPU DALI TensorList as H x W torch views of DALI's buffer (no copy: valid
+    until the graph runs again)."""
+    return [torch.from_numpy(np.asarray(tensor_list[i]))[..., 0] for i in range(len(tensor_list))]
+
+
 def _drain(pending: collections.deque) -> None:
-    """Wait for finish-graph runs still in flight (their results are dropped)."""
+    """Wait for finish-graph runs or crop steps still in flight (their results are dropped)."""
     while pending:
         _, future = pending.popleft()
         try:
@@ -130,9 +137,12 @@ class TrainLoader:
     def __init__(self, dataset_dir: str | os.PathLike, batch_size: int, crop_size: int, *, rank: int = 0,
                  world_size: int = 1, device: str = "cpu", seed: int = 0, iterations_per_epoch: int | None = None,
                  num_threads: int | None = None, composites: bool = False, photos: bool = False,
-                 **augment_options: object) -> None:
+                 crop_workers: int = 0, **augment_options: object) -> None:
         if batch_size < 1 or crop_size < 8:
             raise ValueError(f"batch_size must be >= 1 and crop_size >= 8, got {batch_size}, {crop_size}")
+        if crop_workers < 0:
+            raise ValueError(f"crop_workers must be >= 0 (0: the crop step runs in the loader's thread), got "
+                             f"{crop_workers}")
         self.options = AugmentOptions.from_kwargs(**augment_options)
         self.dataset = Dataset(dataset_dir)
         remedy = f"run `python -m data_prep synthetic --out {self.dataset.dir}` (or data_prep folders/composition1k)"
@@ -185,6 +195,33 @@ class TrainLoader:
         # the geometry graph and the crop step run on the CPU on every loader, so choosing the crop (a data-dependent
         # draw) never syncs host and device; on the GPU their crop-sized results go up on a copy stream of their own
         self._copy_stream = torch.cuda.Stream(self.device) if self.device.type == "cuda" else None
+        # the crop step in worker processes (crop_pool.py), up to one batch per worker in flight; 0: in this thread
+        self._crop_pool = CropPool(crop_workers) if crop_workers else None
+        self.stage_seconds: collections.Counter[str] = collections.Counter()  # see `stage_times`
+
+    def stage_times(self) -> dict[str, float]:
+        """Seconds spent so far in each stage (`stage_seconds.clear()` restarts the count): on the loader's main
+        thread, `geometry` (waiting for the geometry graph, the batch plans included), `crop` (the crop step, or with
+        crop workers copying the frames out and queueing it), `crop_wait` (waiting for a crop worker), `feeds` (the
+        finish graph's inputs), `upload` (to the GPU), `finish_wait` (waiting for the finish graph); on the helper
+        thread, `finish` (the finish graph's run and conversion). The main thread's sum over the batches it yielded is
+        the loader's serial cost per batch: the figure to compare with the training step."""
+        return dict(self.stage_seconds)
+
+    def _timed(self, stage: str, start: float) -> float:
+        now = time.perf_counter()
+        self.stage_seconds[stage] += now - start
+        return now
+
+    def close(self) -> None:
+        """Stop the crop worker processes (if any); later passes run the crop step in the loader's thread."""
+        if self._crop_pool is not None:
+            self._crop_pool.close()
+            self._crop_pool = None
+
+    def __del__(self) -> None:
+        if getattr(self, "_crop_pool", None) is not None:
+            self.close()
 
     def __len__(self) -> int:
         return self.iterations
@@ -274,8 +311,10 @@ class TrainLoader:
         self.sampler._slots.clear()
 
     # -- iteration ---------------------------------------------------------------------------------------------------
-    def _prepare(self, g: int) -> tuple[BatchPlan, dict[str, list], list[torch.Tensor]] | None:
-        """Geometry outputs of global iteration g -> torch trimap/crop step; None after a handled DALI failure."""
+    def _stage(self, g: int) -> tuple[BatchPlan, concurrent.futures.Future] | None:
+        """Geometry outputs of global iteration g -> its crop step (a future: done already when the step runs in this
+        thread, queued when it runs in a crop worker); None after a handled DALI failure."""
+        t = time.perf_counter()
         try:
             a1, a2 = self._geometry.run()
         except Exception as exc:  # noqa: BLE001 - DALI raises RuntimeError subclasses
@@ -284,65 +323,84 @@ class TrainLoader:
             self._fail(exc, plans)
             self._start_geometry(g)
             return None
+        t = self._timed("geometry", t)
         plan = self._inflight.pop(g)
         self._next_out = g + 1
-        with single_torch_thread(_CPU):
-            feeds, trimaps = self._crop_step(plan, a1, a2)
-        return plan, *self._to_device(feeds, trimaps)
+        args = (frame_views(a1), frame_views(a2), plan.combine, plan.erosion, self.crop, self.options.min_unknown,
+                plan.crop_seed, self.composites)
+        if self._crop_pool is not None:
+            future = self._crop_pool.submit(*args)
+        else:
+            future = concurrent.futures.Future()
+            with single_torch_thread(_CPU):
+                future.set_result(crop_batch(*args))
+        self._timed("crop", t)
+        return plan, future
+
+    def _crop_result(self, future: concurrent.futures.Future) -> CropBatch:
+        t = time.perf_counter()
+        result = CropPool.result(future)
+        self._timed("crop_wait", t)
+        return result
 
     def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
         """Exactly len(self) - start_batch batches (see set_epoch). The finish graph of batch i runs in a helper
-        thread (DALI releases the GIL) while this thread runs the geometry outputs and torch step of batch i + 1."""
+        thread (DALI releases the GIL) while this thread runs the geometry graph and the crop step of the next
+        batches; with crop workers, up to one crop step per worker is in flight."""
         start = self.epoch * self.iterations + self.start_batch
         count = self.iterations - self.start_batch
         if self._geometry is None or self._next_out != start:
             self._start_geometry(start)
-        pending: collections.deque = collections.deque()
+        cropping: collections.deque = collections.deque()    # (plan, future of its CropBatch)
+        finishing: collections.deque = collections.deque()   # (plan, future of its batch)
+        depth = self._crop_pool.workers if self._crop_pool is not None else 1
         done, nxt = 0, 0
         try:
             while done < count:
-                while nxt < count and len(pending) < 2:
-                    prepared = self._prepare(start + nxt)
-                    if prepared is None:
-                        continue
-                    plan, feeds, trimaps = prepared
-                    pending.append((plan, self._pool.submit(self._run_finish, feeds, trimaps)))
-                    nxt += 1
-                plan, future = pending.popleft()
+                while len(finishing) < 2 and (cropping or nxt < count):
+                    while nxt < count and len(cropping) < depth:  # keep `depth` crop steps queued
+                        staged = self._stage(start + nxt)
+                        if staged is not None:
+                            cropping.append(staged)
+                            nxt += 1
+                    plan, crop_future = cropping.popleft()
+                    feeds, trimaps = self._feeds(plan, self._crop_result(crop_future))
+                    t = time.perf_counter()
+                    feeds, trimaps = self._to_device(feeds, trimaps)
+                    self._timed("upload", t)
+                    finishing.append((plan, self._pool.submit(self._run_finish, feeds, trimaps)))
+                plan, future = finishing.popleft()
+                t = time.perf_counter()
                 try:
                     batch = future.result()
                 except _DaliRunError as exc:
-                    _drain(pending)
+                    _drain(finishing)
+                    _drain(cropping)
                     self._geometry = None
                     self._fail(exc, [plan])
                     self._start_geometry(plan.iteration)
                     nxt = plan.iteration - start
                     continue
+                self._timed("finish_wait", t)
                 self.last_keys = list(plan.keys)
                 done += 1
                 yield batch
         finally:
-            _drain(pending)
+            _drain(finishing)
+            _drain(cropping)
 
-    def _crop_step(self, plan: BatchPlan, a1_tl, a2_tl) -> tuple[dict[str, list], list[torch.Tensor]]:
-        """Combined alphas, trimaps, crop windows and the finish graph's inputs for one batch (torch, on the CPU)."""
-        crop, dev = self.crop, _CPU
-        gen = torch.Generator().manual_seed(plan.crop_seed)
-        trimaps: list[torch.Tensor] = []
+    def _feeds(self, plan: BatchPlan, cropped: CropBatch) -> tuple[dict[str, list], list[torch.Tensor]]:
+        """The finish graph's inputs for one batch from its crop step's results (numpy and torch, on the CPU)."""
+        t = time.perf_counter()
+        crop = self.crop
         feeds: dict[str, list] = {n: [] for n in FINISH_INPUTS}
-        no_weight = torch.zeros((1, 1, 1), dtype=torch.float32, device=dev)   # for samples without a second fg
-        for j in range(len(plan.keys)):
-            a1 = to_torch(a1_tl, j, dev)[..., 0]
-            a2 = to_torch(a2_tl, j, dev)[..., 0]
+        no_weight = torch.zeros((1, 1, 1), dtype=torch.float32)   # for samples without a second fg
+        # the float alpha is both a composite weight of the finish graph and the batch's "alpha" output
+        alpha_f = (cropped.alphas.to(torch.float32) * (1.0 / 255.0)).unsqueeze(-1)
+        alpha_inv = 1.0 - alpha_f
+        combined = 0
+        for j, win in enumerate(cropped.windows):
             combine = plan.combine[j]
-            if self.composites:
-                alpha = a1                       # a2: the stored trimap, warped like the alpha
-                win = choose_crop(a2, crop, self.options.min_unknown, gen)
-                trimaps.append(win.apply(a2, crop))
-            else:
-                alpha = combined_alpha(a1, a2) if combine else a1
-                win, trimap_c = crop_from_alpha(alpha, *plan.erosion[j], crop, self.options.min_unknown, gen)
-                trimaps.append(trimap_c)
             # crop pixel centre u (continuous) -> frame point -> source point of each foreground
             to_frame = np.array([[win.scale_x, 0, win.left], [0, win.scale_y, win.top], [0, 0, 1.0]])
             inv1, inv2 = plan.frame_inv[j]
@@ -370,15 +428,12 @@ class TrainLoader:
             feeds["bg_resample"].append(np.bool_(resample))
             feeds["bg_roi_start"].append((roi0 - lo).astype(np.float32))
             feeds["bg_roi_end"].append((roi1 - lo).astype(np.float32))
-            alpha_c = win.apply(alpha, crop)
-            # the float alpha is both a composite weight of the finish graph and the batch's "alpha" output
-            alpha_f = (alpha_c.to(torch.float32) * (1.0 / 255.0)).unsqueeze(-1)
-            feeds["alpha"].append(alpha_f)
-            feeds["alpha_inv"].append(1.0 - alpha_f)
+            feeds["alpha"].append(alpha_f[j])
+            feeds["alpha_inv"].append(alpha_inv[j])
             if combine:
-                w1, w2 = foreground_weights(win.apply(a1, crop), win.apply(a2, crop), alpha_c)
-                feeds["weight1"].append(w1.unsqueeze(-1))
-                feeds["weight2"].append(w2.unsqueeze(-1))
+                feeds["weight1"].append(cropped.weights[combined, 0].unsqueeze(-1))
+                feeds["weight2"].append(cropped.weights[combined, 1].unsqueeze(-1))
+                combined += 1
             else:
                 feeds["weight1"].append(no_weight)
                 feeds["weight2"].append(no_weight)
@@ -387,10 +442,12 @@ class TrainLoader:
             feeds["sat_u"].append(np.float32(su))
             feeds["val_u"].append(np.float32(vu))
             feeds["jitter"].append(np.float32(self.options.hsv_jitter))
-        return feeds, trimaps
+        self._timed("feeds", t)
+        return feeds, list(cropped.trimaps)
 
     def _run_finish(self, feeds: dict[str, list], trimaps: list[torch.Tensor]) -> dict[str, torch.Tensor]:
         """Feed and run the finish graph (in the helper thread); the batch dict on the loader's device."""
+        t = time.perf_counter()
         dev = self.device
         for name, data in feeds.items():
             if self.composites and name in BG_REGION_INPUTS:
@@ -416,5 +473,7 @@ class TrainLoader:
             raise _DaliRunError(str(exc)) from exc
         alpha = torch.stack(feeds["alpha"])
         trimap = torch.stack(trimaps).unsqueeze(1).to(torch.float32) / 255.0
-        return {"image": unit_nchw(image, dev), "fg": unit_nchw(fg, dev), "bg": unit_nchw(bg, dev),
-                "alpha": alpha[..., 0].unsqueeze(1), "trimap": trimap}
+        batch = {"image": unit_nchw(image, dev), "fg": unit_nchw(fg, dev), "bg": unit_nchw(bg, dev),
+                 "alpha": alpha[..., 0].unsqueeze(1), "trimap": trimap}
+        self._timed("finish", t)
+        return batch

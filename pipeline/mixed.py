@@ -51,6 +51,11 @@ class MixedTrainLoader:
     def skipped(self) -> int:
         return self.composites.skipped + self.photos.skipped
 
+    def close(self) -> None:
+        """As TrainLoader.close, for both sources."""
+        self.composites.close()
+        self.photos.close()
+
     def set_epoch(self, epoch: int, start_batch: int = 0) -> None:
         """As TrainLoader.set_epoch: each source resumes at its own count of batches drawn before `start_batch`."""
         if not 0 <= start_batch <= self.iterations:

@@ -1,0 +1,124 @@
+"""The crop step in worker processes: the same batches as in the loader's thread, a dead worker named, workers
+stopped on close, and scripts without a main guard still work (spawn must not re-run them)."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import psutil
+import pytest
+import torch
+
+import pipeline
+from pipeline.crop_pool import CropPool, CropWorkerError
+from pipeline.crop_step import crop_batch
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _epochs(loader, epochs: int = 2) -> list[dict[str, torch.Tensor]]:
+    out = []
+    for e in range(epochs):
+        loader.set_epoch(e)
+        out += [dict(b) for b in loader]
+    return out
+
+
+@pytest.mark.parametrize("options", [{}, {"p_combine": 1.0}], ids=["default", "all-combined"])
+def test_crop_workers_give_the_same_batches(synthetic_dataset: Path, options: dict) -> None:
+    kw = dict(seed=5, num_threads=2, **options)
+    in_thread = _epochs(pipeline.build_train_loader(synthetic_dataset, 4, 64, **kw))
+    loader = pipeline.build_train_loader(synthetic_dataset, 4, 64, crop_workers=2, **kw)
+    try:
+        pooled = _epochs(loader)
+        times = loader.stage_times()
+    finally:
+        loader.close()
+    assert len(pooled) == len(in_thread) == 6
+    for a, b in zip(in_thread, pooled):
+        assert a.keys() == b.keys()
+        for k in a:
+            assert torch.equal(a[k], b[k]), k
+    # the main thread handed the step over and waited for it; the finish graph ran on the helper thread
+    assert {"geometry", "crop", "crop_wait", "feeds", "finish", "finish_wait"} <= times.keys()
+    assert all(v >= 0 for v in times.values()) and times["finish"] > 0
+
+
+def test_pool_reuses_and_grows_its_shared_buffers() -> None:
+    """Batches of different frame sizes, in any order, give what the step gives in this process."""
+    gen = torch.Generator().manual_seed(0)
+
+    def frames(n: int, h: int, w: int) -> list[torch.Tensor]:
+        out = []
+        for _ in range(n):
+            a = torch.zeros((h, w), dtype=torch.uint8)
+            a[h // 4: 3 * h // 4, w // 4: 3 * w // 4] = 255
+            a[h // 4: h // 4 + 6] = torch.randint(0, 256, (6, w), generator=gen, dtype=torch.uint8)
+            out.append(a)
+        return out
+
+    pool = CropPool(1)
+    try:
+        for n, h, w in [(2, 80, 96), (3, 160, 120), (2, 80, 96), (3, 160, 120)]:
+            f1, f2 = frames(n, h, w), frames(n, h, w)
+            args = ([True] + [False] * (n - 1), [(5, 9)] * n, 64, 10, 1234 + h, False)
+            want = crop_batch(f1, f2, *args)
+            got = CropPool.result(pool.submit(f1, f2, *args))
+            assert got.windows == want.windows
+            for name in ("trimaps", "alphas", "weights"):
+                assert torch.equal(getattr(got, name), getattr(want, name)), name
+        assert len(pool._free) == 1  # one batch in flight at a time: one buffer, grown once
+    finally:
+        pool.close()
+
+
+def _workers() -> list[psutil.Process]:
+    return [p for p in psutil.Process().children(recursive=True) if "spawn" in " ".join(p.cmdline())]
+
+
+def test_dead_worker_is_named_and_close_stops_workers(synthetic_dataset: Path) -> None:
+    before = {p.pid for p in _workers()}
+    loader = pipeline.build_train_loader(synthetic_dataset, 4, 64, seed=1, num_threads=2, crop_workers=2)
+    spawned = [p for p in _workers() if p.pid not in before]
+    assert len(spawned) == 2
+    loader.close()
+    psutil.wait_procs(spawned, timeout=10)
+    assert not any(p.is_running() for p in spawned)
+
+    loader = pipeline.build_train_loader(synthetic_dataset, 4, 64, seed=1, num_threads=2, crop_workers=1)
+    try:
+        it = iter(loader)
+        next(it)
+        for p in _workers():
+            if p.pid not in before:
+                os.kill(p.pid, signal.SIGKILL)
+        with pytest.raises(CropWorkerError, match="crop worker process died"):
+            for _ in it:
+                pass
+    finally:
+        loader.close()
+
+
+def test_crop_workers_must_not_be_negative(synthetic_dataset: Path) -> None:
+    with pytest.raises(ValueError, match="crop_workers must be >= 0"):
+        pipeline.build_train_loader(synthetic_dataset, 4, 64, crop_workers=-1)
+
+
+def test_a_script_without_main_guard_can_use_crop_workers(synthetic_dataset: Path, tmp_path: Path) -> None:
+    """Spawned workers do not re-run the caller's script (which would build another loader, recursively)."""
+    script = tmp_path / "train_script.py"
+    script.write_text(textwrap.dedent(f"""
+        import sys
+        sys.path.insert(0, {str(REPO)!r})
+        import pipeline
+        loader = pipeline.build_train_loader({str(synthetic_dataset)!r}, 4, 64, num_threads=2, crop_workers=1)
+        batch = next(iter(loader))
+        print("batch", tuple(batch["image"].shape))
+    """))
+    run = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert run.stdout.count("batch (4, 3, 64, 64)") == 1
