@@ -104,15 +104,15 @@ def crop_stage(data: Path, crop: int, batches: int, threads: int, workers: list[
     for w in workers:
         pool = CropPool(w)
         for _ in range(w):                                   # warm-up: every worker started and used once
-            pool.result(pool.submit(*_crop_args(loader, *geo[0])))
+            pool.result(pool.submit(*_crop_args(loader, *geo[0]))).release()
         queue: collections.deque = collections.deque()
         c0, t0 = time.thread_time(), time.perf_counter()
         for p, f1, f2 in geo:
             if len(queue) >= w:
-                pool.result(queue.popleft())
+                pool.result(queue.popleft()).release()
             queue.append(pool.submit(*_crop_args(loader, p, f1, f2)))
         while queue:
-            pool.result(queue.popleft())
+            pool.result(queue.popleft()).release()
         rows.append((w, n / (time.perf_counter() - t0), 1000 * (time.thread_time() - c0) / n))
         pool.close()
     return rows

@@ -7,7 +7,7 @@ buffers in without copying them.
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -24,6 +24,7 @@ class CropBatch:
     trimaps: torch.Tensor   # N x crop x crop uint8 (0 / 128 / 255)
     alphas: torch.Tensor    # N x crop x crop uint8, the combined alpha where a second foreground was combined
     weights: torch.Tensor   # M x 2 x crop x crop float32: (w1, w2) of each combined sample, in batch order
+    release: Callable[[], None] | None = None   # from a crop worker: call once the tensors are no longer read
 
 
 def crop_batch(frames1: Sequence[torch.Tensor], frames2: Sequence[torch.Tensor], combine: Sequence[bool],

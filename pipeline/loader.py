@@ -11,7 +11,7 @@ import contextlib
 import logging
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import torch
@@ -122,7 +122,7 @@ def frame_views(tensor_list) -> list[torch.Tensor]:
 
 
 def _drain(pending: collections.deque) -> None:
-    """Wait for finish-graph runs or crop steps still in flight (their results are dropped)."""
+    """Wait for finish-graph runs still in flight (their results are dropped)."""
     while pending:
         _, future = pending.popleft()
         try:
@@ -339,9 +339,20 @@ class TrainLoader:
 
     def _crop_result(self, future: concurrent.futures.Future) -> CropBatch:
         t = time.perf_counter()
-        result = CropPool.result(future)
+        result = self._crop_pool.result(future) if self._crop_pool is not None else future.result()
         self._timed("crop_wait", t)
         return result
+
+    def _drain_crops(self, cropping: collections.deque) -> None:
+        """Wait for crop steps still in flight and hand their slots back (their results are dropped)."""
+        while cropping:
+            _, future = cropping.popleft()
+            try:
+                result = self._crop_result(future)
+            except Exception:  # noqa: BLE001 - dropped batches; the caller handles the first failure
+                continue
+            if result.release is not None:
+                result.release()
 
     def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
         """Exactly len(self) - start_batch batches (see set_epoch). The finish graph of batch i runs in a helper
@@ -364,18 +375,19 @@ class TrainLoader:
                             cropping.append(staged)
                             nxt += 1
                     plan, crop_future = cropping.popleft()
-                    feeds, trimaps = self._feeds(plan, self._crop_result(crop_future))
+                    cropped = self._crop_result(crop_future)
+                    feeds, trimaps = self._feeds(plan, cropped)
                     t = time.perf_counter()
                     feeds, trimaps = self._to_device(feeds, trimaps)
                     self._timed("upload", t)
-                    finishing.append((plan, self._pool.submit(self._run_finish, feeds, trimaps)))
+                    finishing.append((plan, self._pool.submit(self._run_finish, feeds, trimaps, cropped.release)))
                 plan, future = finishing.popleft()
                 t = time.perf_counter()
                 try:
                     batch = future.result()
                 except _DaliRunError as exc:
                     _drain(finishing)
-                    _drain(cropping)
+                    self._drain_crops(cropping)
                     self._geometry = None
                     self._fail(exc, [plan])
                     self._start_geometry(plan.iteration)
@@ -387,7 +399,7 @@ class TrainLoader:
                 yield batch
         finally:
             _drain(finishing)
-            _drain(cropping)
+            self._drain_crops(cropping)
 
     def _feeds(self, plan: BatchPlan, cropped: CropBatch) -> tuple[dict[str, list], list[torch.Tensor]]:
         """The finish graph's inputs for one batch from its crop step's results (numpy and torch, on the CPU)."""
@@ -445,8 +457,17 @@ class TrainLoader:
         self._timed("feeds", t)
         return feeds, list(cropped.trimaps)
 
-    def _run_finish(self, feeds: dict[str, list], trimaps: list[torch.Tensor]) -> dict[str, torch.Tensor]:
-        """Feed and run the finish graph (in the helper thread); the batch dict on the loader's device."""
+    def _run_finish(self, feeds: dict[str, list], trimaps: list[torch.Tensor],
+                    release: Callable[[], None] | None = None) -> dict[str, torch.Tensor]:
+        """Feed and run the finish graph (in the helper thread); the batch dict on the loader's device, none of it
+        a view of the inputs. `release`: called when the inputs are no longer read (a crop worker's slot)."""
+        try:
+            return self._finish_batch(feeds, trimaps)
+        finally:
+            if release is not None:
+                release()
+
+    def _finish_batch(self, feeds: dict[str, list], trimaps: list[torch.Tensor]) -> dict[str, torch.Tensor]:
         t = time.perf_counter()
         dev = self.device
         for name, data in feeds.items():

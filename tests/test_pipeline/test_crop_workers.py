@@ -67,13 +67,18 @@ def test_pool_reuses_and_grows_its_shared_buffers() -> None:
             f1, f2 = frames(n, h, w), frames(n, h, w)
             args = ([True] + [False] * (n - 1), [(5, 9)] * n, 64, 10, 1234 + h, False)
             want = crop_batch(f1, f2, *args)
-            got = CropPool.result(pool.submit(f1, f2, *args))
+            got = pool.result(pool.submit(f1, f2, *args))
             assert got.windows == want.windows
             for name in ("trimaps", "alphas", "weights"):
                 assert torch.equal(getattr(got, name), getattr(want, name)), name
-        assert len(pool._free) == 1  # one batch in flight at a time: one buffer, grown once
+            got.release()
+        # one batch in flight at a time: one slot, replaced once by a larger one
+        assert len(pool._slots) == len(pool._free) == 1
+        names = [s.shm.name for s in pool._slots]
+        assert all(Path("/dev/shm", n).exists() for n in names)
     finally:
         pool.close()
+    assert not any(Path("/dev/shm", n).exists() for n in names)  # close removes the slots
 
 
 def _workers() -> list[psutil.Process]:
