@@ -126,17 +126,21 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1, help="DALI threads per graph")
     ap.add_argument("--crop-workers", type=int, nargs="*", default=[1, 2],
                     help="crop worker process counts to time the crop step with (besides in-thread)")
+    ap.add_argument("--parts", nargs="+", default=["loader", "stages", "crop"], choices=["loader", "stages", "crop"],
+                    help="what to time: the whole loader under the ablations, the stages in sequence, the crop step")
     args = ap.parse_args()
     if not (args.data / MANIFEST).exists():
         sys.exit(f"{args.data}: no dataset; run benchmarks/bench_loader.py once (it writes it) or pass --data")
     print(f"data {args.data} | crop {args.crop} | batch 8 x {args.batches} | DALI threads {args.threads} | "
           f"torch {torch.__version__} | load {os.getloadavg()[0]:.2f}")
-    for options in ABLATIONS:
+    for options in ABLATIONS if "loader" in args.parts else ():
         ms, rate = whole_loader(args.data, args.crop, args.batches, args.threads, options)
         print(f"loader {options or 'default'}: {ms:.1f} CPU-ms/sample, {rate:.1f} samples/s")
-    for name, ms in stages(args.data, args.crop, args.batches, args.threads).items():
+    for name, ms in stages(args.data, args.crop, args.batches, args.threads).items() if "stages" in args.parts else ():
         print(f"stage {name}: {ms:.1f} CPU-ms/sample")
-    for workers, rate, ms in crop_stage(args.data, args.crop, args.batches, args.threads, args.crop_workers):
+    crop_rows = crop_stage(args.data, args.crop, args.batches, args.threads, args.crop_workers) \
+        if "crop" in args.parts else []
+    for workers, rate, ms in crop_rows:
         where = f"{workers} crop worker(s)" if workers else "in the loader's thread"
         print(f"crop step alone, {where}: {rate:.1f} samples/s, {ms:.2f} CPU-ms/sample on the loader's thread")
 
