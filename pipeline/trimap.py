@@ -6,35 +6,36 @@ loader runs it on the CPU (a GPU loader too: the data-dependent crop draw then n
 is device-agnostic.
 
 Recipe (docs/model.md §4.2 step 4): definite foreground = alpha == 255 (alpha >= 1 - 1e-5 in 8 bits), definite
-background = alpha == 0; each is eroded with an ellipse of size k (k = 1 means no erosion); trimap = 255 on eroded
+background = alpha == 0; each is eroded with OpenCV's ellipse of size k, as the official code does (k = 1 means no
+erosion); trimap = 255 on eroded
 foreground, 0 on eroded background, 128 elsewhere. Pixels outside the image count as inside the region (erosion does
 not eat in from the border), as with OpenCV's default border for `erode`.
 """
 from __future__ import annotations
 
 import functools
+import math
 
 import torch
 
 
 @functools.lru_cache(maxsize=128)
 def ellipse_rows(size: int) -> tuple[tuple[int, int, int], ...]:
-    """Rows of a size x size elliptical structuring element as (dy, dx_low, dx_high) offsets from its anchor.
+    """Rows of the size x size elliptical structuring element as (dy, dx_low, dx_high) offsets from its anchor
+    (size // 2, size // 2).
 
-    A pixel (i, j) belongs to the element when its centre lies in the ellipse inscribed in the size x size box; the
-    anchor is (size // 2, size // 2).
+    The element is OpenCV's `getStructuringElement(MORPH_ELLIPSE, (size, size))`, the one the official training code
+    erodes with: radius r = size // 2; row dy in -r .. size - 1 - r spans dx = round(r * sqrt(1 - dy^2 / r^2)) either
+    side of the anchor, clipped to the box. (For even sizes it is not symmetric: the top row is a single pixel and
+    there is no matching bottom row.)
     """
     if size < 1:
         raise ValueError(f"structuring element size must be >= 1, got {size}")
-    half = size / 2.0
-    centre = (size - 1) / 2.0
-    anchor = size // 2
+    r = size // 2
     rows = []
-    for i in range(size):
-        dy = i - centre
-        cols = [j for j in range(size) if (dy / half) ** 2 + ((j - centre) / half) ** 2 <= 1.0 + 1e-9]
-        if cols:
-            rows.append((i - anchor, cols[0] - anchor, cols[-1] - anchor))
+    for dy in range(-r, size - r):
+        dx = round(r * math.sqrt((r * r - dy * dy) / (r * r))) if r else 0   # no ties: r^2 - dy^2 is an integer
+        rows.append((dy, max(-dx, -r), min(dx, size - 1 - r)))
     return tuple(rows)
 
 

@@ -1,6 +1,8 @@
-"""Trimap erosion (torch) against scipy's binary erosion with the same elliptical element, and the crop choice."""
+"""Trimap erosion (torch) against OpenCV's and scipy's binary erosion with the same elliptical element, and the crop
+choice."""
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -25,6 +27,24 @@ def test_erode_matches_scipy(size: int) -> None:
     se, _ = _element(size)
     # scipy centres even-sized elements at size // 2 too (origin 0 means the centre pixel size // 2)
     expected = ndimage.binary_erosion(mask, structure=se, border_value=1, origin=0)
+    got = erode(torch.from_numpy(mask), size).numpy()
+    assert np.array_equal(got, expected)
+
+
+def test_element_is_opencvs_ellipse() -> None:
+    """The official code erodes with cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k)), k in 1..29 (larger for
+    larger crops)."""
+    for size in range(1, 61):
+        se, _ = _element(size)
+        assert np.array_equal(se, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size, size)).astype(bool)), size
+
+
+@pytest.mark.parametrize("size", [2, 3, 4, 7, 12, 29])
+def test_erode_matches_opencv_erode_with_the_official_element(size: int) -> None:
+    rng = np.random.default_rng(100 + size)
+    mask = ndimage.binary_opening(rng.random((53, 71)) > 0.3, iterations=1)
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size, size))
+    expected = cv2.erode(mask.astype(np.uint8), kernel).astype(bool)   # default border: outside counts as inside
     got = erode(torch.from_numpy(mask), size).numpy()
     assert np.array_equal(got, expected)
 
