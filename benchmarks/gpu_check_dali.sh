@@ -32,7 +32,7 @@ for enc, threads, workers in (("png", 4, 0), ("png", 8, 0), ("raw", 4, 0), ("raw
                               ("raw", 8, 4)):
     ld = pipeline.build_train_loader(f"/tmp/a2u_gpu_loader_1024_{enc}", 32, 512, device="cuda",
                                      num_threads=threads, iterations_per_epoch=12, crop_workers=workers)
-    it = iter(ld); next(it); torch.cuda.synchronize(); ld.stage_seconds.clear(); t0 = time.perf_counter(); n = k = 0
+    it = iter(ld); next(it); torch.cuda.synchronize(); ld.stage_times(reset=True); t0 = time.perf_counter(); n = k = 0
     for b in it:
         n += b["image"].shape[0]; k += 1
     torch.cuda.synchronize()

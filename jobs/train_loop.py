@@ -313,6 +313,8 @@ class _Trainer:
     def run(self) -> None:
         """Epochs until `optim.epochs`, a NaN/inf stop or the time budget; each epoch ends validated and
         checkpointed."""
+        import pipeline
+
         cfg = self.cfg
         loader = self._build_loader()
         steps_per_epoch = len(loader)
@@ -326,7 +328,11 @@ class _Trainer:
                      cfg.optim.epochs, self.step)
         try:
             while self.epoch < cfg.optim.epochs:
+                first_step = self.step
                 outcome = self._train_epoch(loader, steps_per_epoch)
+                if self.rank == 0:  # where the loader's time went: its main thread is serial, the step waits on it
+                    log.info("epoch %d loader: %s", self.epoch + 1,
+                             pipeline.describe_stage_times(loader.stage_times(reset=True), self.step - first_step))
                 if outcome in ("nonfinite", "stopped"):
                     return
                 self.scheduler.step()

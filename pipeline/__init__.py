@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from .dataset import DatasetError
 from .eval_loader import EvalLoader
-from .loader import TrainLoader
+from .loader import TrainLoader, describe_stage_times
 from .mixed import MixedTrainLoader
 from .options import AugmentOptions
 
@@ -43,4 +43,4 @@ def build_eval_loader(dataset_dir, *, split: str = "test", rank: int = 0, world_
 
 
 __all__ = ["AugmentOptions", "DatasetError", "EvalLoader", "MixedTrainLoader", "TrainLoader", "build_eval_loader",
-           "build_train_loader"]
+           "build_train_loader", "describe_stage_times"]

@@ -121,6 +121,16 @@ def frame_views(tensor_list) -> list[torch.Tensor]:
     return [torch.from_numpy(np.asarray(tensor_list[i]))[..., 0] for i in range(len(tensor_list))]
 
 
+def describe_stage_times(times: dict[str, float], batches: int) -> str:
+    """One log line of `TrainLoader.stage_times()` over `batches` batches, in ms per batch."""
+    if batches < 1 or not times:
+        return "no batches timed"
+    ms = {k: 1000.0 * v / batches for k, v in times.items()}
+    main = ", ".join(f"{k} {v:.1f}" for k, v in ms.items() if k != "finish")
+    return (f"main thread {sum(v for k, v in ms.items() if k != 'finish'):.1f} ms/batch ({main}); finish graph "
+            f"{ms.get('finish', 0.0):.1f} ms/batch on the helper thread")
+
+
 def _drain(pending: collections.deque) -> None:
     """Wait for finish-graph runs still in flight (their results are dropped)."""
     while pending:
@@ -197,20 +207,23 @@ class TrainLoader:
         self._copy_stream = torch.cuda.Stream(self.device) if self.device.type == "cuda" else None
         # the crop step in worker processes (crop_pool.py), up to one batch per worker in flight; 0: in this thread
         self._crop_pool = CropPool(crop_workers) if crop_workers else None
-        self.stage_seconds: collections.Counter[str] = collections.Counter()  # see `stage_times`
+        self._stage_seconds: collections.Counter[str] = collections.Counter()  # see `stage_times`
 
-    def stage_times(self) -> dict[str, float]:
-        """Seconds spent so far in each stage (`stage_seconds.clear()` restarts the count): on the loader's main
-        thread, `geometry` (waiting for the geometry graph, the batch plans included), `crop` (the crop step, or with
-        crop workers copying the frames out and queueing it), `crop_wait` (waiting for a crop worker), `feeds` (the
-        finish graph's inputs), `upload` (to the GPU), `finish_wait` (waiting for the finish graph); on the helper
-        thread, `finish` (the finish graph's run and conversion). The main thread's sum over the batches it yielded is
-        the loader's serial cost per batch: the figure to compare with the training step."""
-        return dict(self.stage_seconds)
+    def stage_times(self, reset: bool = False) -> dict[str, float]:
+        """Seconds spent in each stage since the loader was built or last reset: on the loader's main thread,
+        `geometry` (waiting for the geometry graph, the batch plans included), `crop` (the crop step, or with crop
+        workers copying the frames out and queueing it), `crop_wait` (waiting for a crop worker), `feeds` (the finish
+        graph's inputs), `upload` (to the GPU), `finish_wait` (waiting for the finish graph); on the helper thread,
+        `finish` (the finish graph's run and conversion). The main thread's sum is the loader's serial cost: the
+        figure to compare with the training step (`describe_stage_times`)."""
+        times = dict(self._stage_seconds)
+        if reset:
+            self._stage_seconds.clear()
+        return times
 
     def _timed(self, stage: str, start: float) -> float:
         now = time.perf_counter()
-        self.stage_seconds[stage] += now - start
+        self._stage_seconds[stage] += now - start
         return now
 
     def close(self) -> None:

@@ -51,6 +51,14 @@ class MixedTrainLoader:
     def skipped(self) -> int:
         return self.composites.skipped + self.photos.skipped
 
+    def stage_times(self, reset: bool = False) -> dict[str, float]:
+        """As TrainLoader.stage_times, summed over both sources."""
+        times: dict[str, float] = {}
+        for source in (self.composites, self.photos):
+            for k, v in source.stage_times(reset).items():
+                times[k] = times.get(k, 0.0) + v
+        return times
+
     def close(self) -> None:
         """As TrainLoader.close, for both sources."""
         self.composites.close()

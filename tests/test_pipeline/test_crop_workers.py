@@ -48,6 +48,18 @@ def test_crop_workers_give_the_same_batches(synthetic_dataset: Path, options: di
     assert all(v >= 0 for v in times.values()) and times["finish"] > 0
 
 
+def test_stage_times_of_the_loaders_thread_and_their_log_line(synthetic_dataset: Path) -> None:
+    loader = pipeline.build_train_loader(synthetic_dataset, 4, 64, seed=2, num_threads=2)
+    batches = len(list(loader))
+    times = loader.stage_times(reset=True)
+    assert {"geometry", "crop", "feeds", "finish", "finish_wait"} <= times.keys() and times["crop"] > 0
+    assert loader.stage_times() == {}  # reset
+    line = pipeline.describe_stage_times(times, batches)
+    main_ms = 1000 * sum(v for k, v in times.items() if k != "finish") / batches
+    assert line.startswith(f"main thread {main_ms:.1f} ms/batch (") and "crop " in line and "finish graph" in line
+    assert pipeline.describe_stage_times({}, 0) == "no batches timed"
+
+
 def test_pool_reuses_and_grows_its_shared_buffers() -> None:
     """Batches of different frame sizes, in any order, give what the step gives in this process."""
     gen = torch.Generator().manual_seed(0)
