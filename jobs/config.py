@@ -293,6 +293,9 @@ def validate(cfg: TrainConfig) -> None:
         raise JobError(f"config: data.photo_ratio must be in [0, 1], got {cfg.data.photo_ratio}")
     if cfg.data.photo_ratio >= 1.0 and cfg.data.composites:
         raise JobError("config: data.photo_ratio 1 trains on photos only; data.composites must then be false")
+    if cfg.data.crop_workers < 0:
+        raise JobError(f"config: data.crop_workers must be >= 0 (0: the crop step on the loader's thread), got "
+                       f"{cfg.data.crop_workers}")
     if cfg.checkpoint.every_n_steps < 0 or cfg.checkpoint.max_failures < 0:
         raise JobError("config: checkpoint.every_n_steps and checkpoint.max_failures must be >= 0")
     pretrained = cfg.model.pretrained.strip()

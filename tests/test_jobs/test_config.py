@@ -158,6 +158,7 @@ def test_a_worker_group_the_cluster_cannot_place_is_refused(scaling, resources, 
     ("optim.betas=[0.9, 1.5]", r"optim.betas must be two numbers"),
     ("data.photo_ratio=1.5", r"data.photo_ratio must be in \[0, 1\]"),
     ("data.photo_ratio=-0.1", r"data.photo_ratio must be in \[0, 1\]"),
+    ("data.crop_workers=-1", r"data.crop_workers must be >= 0"),
 ])
 def test_free_form_sections_and_numbers_are_checked_at_load_time(override: str, match: str) -> None:
     with pytest.raises(JobError, match=match):
