@@ -20,6 +20,7 @@ import concurrent.futures
 import contextlib
 import importlib.machinery
 import multiprocessing
+import os
 import sys
 import threading
 import types
@@ -132,6 +133,14 @@ class _Slot:
     valid after `drop`."""
 
     def __init__(self, size: int) -> None:
+        stat = os.statvfs(_SHM_DIR)
+        free = stat.f_bavail * stat.f_frsize
+        if size > free:  # writing past it would kill the process with SIGBUS, not raise
+            raise CropWorkerError(
+                f"{_SHM_DIR} has {free / 2**20:.0f} MiB free, and a crop worker slot for this batch needs "
+                f"{size / 2**20:.0f} MiB (frames and results of one batch in flight per worker): give the container "
+                "more shared memory (docker run --shm-size=...), or set data.crop_workers=0 (the crop step on the "
+                "loader's own thread)")
         shm = SharedMemory(create=True, size=size)
         shm.close()
         self.shm, self.size = shm, size

@@ -93,6 +93,22 @@ def test_pool_reuses_and_grows_its_shared_buffers() -> None:
     assert not any(Path("/dev/shm", n).exists() for n in names)  # close removes the slots
 
 
+def test_too_little_shared_memory_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    import pipeline.crop_pool as crop_pool
+
+    class Tiny:
+        f_bavail, f_frsize = 16, 4096   # 64 KiB free
+
+    frames = [torch.zeros((200, 200), dtype=torch.uint8)]
+    pool = CropPool(1)
+    try:
+        monkeypatch.setattr(crop_pool.os, "statvfs", lambda path: Tiny())
+        with pytest.raises(CropWorkerError, match=r"/dev/shm has 0 MiB free.*--shm-size.*data.crop_workers=0"):
+            pool.submit(frames, frames, [False], [(3, 3)], 64, 10, 0, False)
+    finally:
+        pool.close()
+
+
 def _workers() -> list[psutil.Process]:
     return [p for p in psutil.Process().children(recursive=True) if "spawn" in " ".join(p.cmdline())]
 
