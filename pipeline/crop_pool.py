@@ -207,7 +207,7 @@ class CropPool:
         except BrokenProcessPool as exc:
             self._release(slot)
             raise CropWorkerError(f"a crop worker process died earlier; the loader cannot go on: {exc}") from exc
-        future.crop_slot = (slot, layout, len(frames1), combined, crop)
+        future.crop_pool, future.crop_slot = self, (slot, layout, len(frames1), combined, crop)
         return future
 
     def result(self, future: concurrent.futures.Future) -> CropBatch:

@@ -352,7 +352,8 @@ class TrainLoader:
 
     def _crop_result(self, future: concurrent.futures.Future) -> CropBatch:
         t = time.perf_counter()
-        result = self._crop_pool.result(future) if self._crop_pool is not None else future.result()
+        pool = getattr(future, "crop_pool", None)   # the pool that queued it (this loader's may be closed since)
+        result = pool.result(future) if pool is not None else future.result()
         self._timed("crop_wait", t)
         return result
 
