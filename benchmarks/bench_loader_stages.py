@@ -12,7 +12,6 @@ made back to back. Data: the bench_loader.py synthetic set (`python -m data_prep
 from __future__ import annotations
 
 import argparse
-import collections
 import os
 import resource
 import sys
@@ -21,12 +20,13 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "benchmarks"))
 
 import torch  # noqa: E402
 
 import pipeline  # noqa: E402
 from formats.manifest import MANIFEST  # noqa: E402
-from pipeline.crop_pool import CropPool  # noqa: E402
+from crop_timing import time_crop_step  # noqa: E402
 from pipeline.crop_step import crop_batch  # noqa: E402
 from pipeline.loader import frame_views, single_torch_thread  # noqa: E402
 
@@ -88,34 +88,9 @@ def stages(data: Path, crop: int, batches: int, threads: int) -> dict[str, float
 
 
 def crop_stage(data: Path, crop: int, batches: int, threads: int, workers: list[int]) -> list[tuple[int, float, float]]:
-    """(crop workers, samples/s, CPU-ms/sample of the calling thread) of the crop step alone over the same batches:
-    in the calling thread (0 workers), then in each number of crop worker processes with that many batches in
-    flight. The calling thread's CPU time is the loader's serial cost of the step: with workers, the copy of the
-    frames into shared memory and the hand-over of the results."""
+    """`crop_timing.time_crop_step` on the same geometry-graph batches (see there)."""
     loader = pipeline.TrainLoader(data, 8, crop, num_threads=threads, iterations_per_epoch=batches + 1)
-    geo = _geometry_batches(loader, batches)
-    n, rows = 8 * batches, []
-    with single_torch_thread(loader.device):
-        crop_batch(*_crop_args(loader, *geo[0]))             # warm-up
-        c0, t0 = time.thread_time(), time.perf_counter()
-        for p, f1, f2 in geo:
-            crop_batch(*_crop_args(loader, p, f1, f2))
-        rows.append((0, n / (time.perf_counter() - t0), 1000 * (time.thread_time() - c0) / n))
-    for w in workers:
-        pool = CropPool(w)
-        for _ in range(w):                                   # warm-up: every worker started and used once
-            pool.result(pool.submit(*_crop_args(loader, *geo[0]))).release()
-        queue: collections.deque = collections.deque()
-        c0, t0 = time.thread_time(), time.perf_counter()
-        for p, f1, f2 in geo:
-            if len(queue) >= w:
-                pool.result(queue.popleft()).release()
-            queue.append(pool.submit(*_crop_args(loader, p, f1, f2)))
-        while queue:
-            pool.result(queue.popleft()).release()
-        rows.append((w, n / (time.perf_counter() - t0), 1000 * (time.thread_time() - c0) / n))
-        pool.close()
-    return rows
+    return time_crop_step([_crop_args(loader, *g) for g in _geometry_batches(loader, batches)], workers)
 
 
 def main() -> None:

@@ -23,7 +23,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import types
 from pathlib import Path
 from typing import Any, Callable
 
@@ -345,22 +344,41 @@ def step_profile() -> None:
     emit({**result, "ok": True})
 
 
+def _soft_alphas(torch, n: int, seed: int):
+    """n soft-edged 1024² uint8 alphas (smooth noise, a third of the pixels in the unknown range)."""
+    gen = torch.Generator().manual_seed(seed)
+    low = torch.rand(n, 1, 32, 32, generator=gen)
+    return (torch.nn.functional.interpolate(low, size=(1024, 1024), mode="bilinear").mul(3).sub(1).clamp(0, 1)
+            .mul(255).round().to(torch.uint8)[:, 0])
+
+
+def step_crop_workers() -> None:
+    """The loader's crop step alone for 16-sample batches (1024² alphas, crop 512, half the samples combined) on this
+    machine's cores: in the calling thread, then in 2, 4 and 8 crop worker processes (`data.crop_workers`); samples/s
+    and the calling thread's CPU-ms per sample (the loader's serial share). Needs no DALI."""
+    torch = need_cuda()  # a CPU step, timed on the GPU machine's host: the cores a GPU loader has
+    from benchmarks.crop_timing import time_crop_step
+
+    batches = []
+    for b in range(6):
+        a1, a2 = _soft_alphas(torch, 16, 10 + b), _soft_alphas(torch, 16, 20 + b)
+        erosion = [(1 + (3 * j + b) % 29, 1 + (7 * j + b) % 29) for j in range(16)]
+        batches.append((list(a1), list(a2), [j % 2 == 0 for j in range(16)], erosion, 512, 10, 100 + b, False))
+    rows = time_crop_step(batches, [2, 4, 8])
+    emit({"cores": len(os.sched_getaffinity(0)), "batch": 16, "crop": 512,
+          "rows": [{"crop_workers": w, "samples_per_s": round(r, 1), "loader_thread_cpu_ms_per_sample": round(ms, 3)}
+                   for w, r, ms in rows], "ok": True})
+
+
 def step_crop() -> None:
     """The loader's crop choice for a 16-sample batch (1024² alphas, crop 512) as `pipeline.loader` runs it: on the
     CPU (one torch thread), its crop-sized results then copied up on a stream of their own. Timed idle and right after
     a training-sized burst of work was queued on the main stream (the host time should not grow: nothing waits for
     the burst); beside it, the same choice made on the GPU on its own stream (the placement it replaced)."""
     torch = need_cuda()
-    # pipeline/__init__ imports DALI; the crop code itself is plain torch: load the package without its __init__
-    package = types.ModuleType("pipeline")
-    package.__path__ = [str(REPO_ROOT / "pipeline")]
-    sys.modules["pipeline"] = package
-    from pipeline.crop import crop_from_alpha
+    from pipeline.crop import crop_from_alpha  # plain torch: the pipeline package loads DALI only when asked to
 
-    gen = torch.Generator().manual_seed(0)
-    low = torch.rand(16, 1, 32, 32, generator=gen)
-    alphas = (torch.nn.functional.interpolate(low, size=(1024, 1024), mode="bilinear").mul(3).sub(1).clamp(0, 1)
-              .mul(255).round().to(torch.uint8)[:, 0])
+    alphas = _soft_alphas(torch, 16, 0)
     alphas_gpu = alphas.cuda()
     copy_stream = torch.cuda.Stream()
 
@@ -465,6 +483,7 @@ STEPS: list[tuple[str, Callable[[], None], int]] = [
     ("profile", step_profile, 90),
     ("tiles", step_tiles, 180),
     ("crop", step_crop, 60),
+    ("crop_workers", step_crop_workers, 90),
     ("compile", step_compile, 300),
 ]
 
