@@ -9,10 +9,11 @@ function of the frames and the plan's seed.
 Each batch in flight owns a slot of named shared memory, mapped once in every process and reused: the main thread
 copies the batch's alphas into it, the worker reads them in place and writes its results after them, and only the
 slot's name, the frame shapes and the crop windows travel through the pipes. The slot goes back to the pool when the
-loader has consumed the results (`CropBatch.release`). Workers are
-spawned (not forked: the parent holds DALI's threads and maybe a CUDA context) and run torch on one thread each.
-They need nothing from the caller's main module, so it is not re-imported in them: spawn would otherwise re-run a
-script that starts training without an `if __name__ == "__main__":` guard, and fail.
+loader has consumed the results (`CropBatch.release`).
+
+Workers are spawned (not forked: the parent holds DALI's threads and maybe a CUDA context) and run torch on one
+thread each. They need nothing from the caller's main module, so it is not re-imported in them: spawn would otherwise
+re-run a script that starts training without an `if __name__ == "__main__":` guard, and fail.
 """
 from __future__ import annotations
 
@@ -32,13 +33,13 @@ from multiprocessing.shared_memory import SharedMemory
 import torch
 
 from .crop import CropWindow
+from .crop_step import CropBatch, crop_batch
 
 _SHM_DIR = "/dev/shm"   # where POSIX shared memory objects live on Linux (DALI's only platform)
-from .crop_step import CropBatch, crop_batch
 
 
 class CropWorkerError(RuntimeError):
-    """A crop worker process died (killed, or out of memory) while the loader waited for it."""
+    """The crop workers cannot go on: a worker process died (killed, or out of memory), or shared memory is short."""
 
 
 def _init_worker() -> None:
