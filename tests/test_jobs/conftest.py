@@ -1,6 +1,7 @@
 """Helpers for the jobs tests: tiny training overrides, free loopback ports, servers started/stopped by PID."""
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -26,9 +27,17 @@ TINY = ["data.crop_size=64", "data.batch_size=2", "data.iterations_per_epoch=3",
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return free_ports(1)[0]
+
+
+def free_ports(n: int) -> list[int]:
+    """n distinct free loopback ports: all bound at once, so the kernel cannot hand the same one out twice (a server
+    given one port for two of its listeners fails to start one of them)."""
+    with contextlib.ExitStack() as stack:
+        socks = [stack.enter_context(socket.socket()) for _ in range(n)]
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in socks]
 
 
 def child_env(**extra: str) -> dict[str, str]:
@@ -98,29 +107,57 @@ def mlflow_server(tmp_path: Path) -> Iterator[str]:
         stop_process_group(proc)
 
 
+def _own_dashboard(url: str, temp_dir: str, proc: subprocess.Popen, timeout: float, log: Path) -> None:
+    """Wait until `url` answers as the dashboard of the head started in `temp_dir` (its session's name): a port
+    picked free can be taken by another server before Ray binds it, and that one must not pass for ours."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"ray start exited early ({proc.returncode}):\n{log.read_text()[-3000:]}")
+        session = Path(temp_dir, "session_latest")
+        try:
+            answer = requests.get(f"{url}/api/version", timeout=2)
+            if answer.status_code == 200 and session.exists() and \
+                    answer.json().get("session_name") == session.resolve().name:
+                return
+        except (requests.RequestException, ValueError):
+            pass
+        time.sleep(0.5)
+    raise RuntimeError(f"{url} did not answer as this head's dashboard after {timeout} s:\n{log.read_text()[-3000:]}")
+
+
 @pytest.fixture
 def ray_head() -> Iterator[dict]:
-    """A real `ray start --head --block` on 127.0.0.1 with its own temp dir and ports; yields its addresses."""
-    temp_dir = tempfile.mkdtemp(prefix="rayt", dir="/tmp")  # short: Ray's unix sockets live under it
-    ports = {name: free_port() for name in ("port", "dashboard-port", "ray-client-server-port",
-                                            "dashboard-agent-listen-port", "dashboard-agent-grpc-port",
-                                            "runtime-env-agent-port", "metrics-export-port",
-                                            "node-manager-port", "object-manager-port")}
-    log = Path(temp_dir) / "ray_start.log"
-    cmd = [str(VENV_BIN / "ray"), "start", "--head", "--block", "--node-ip-address=127.0.0.1", "--num-cpus=2",
-           "--num-gpus=0", "--object-store-memory=268435456", "--include-dashboard=true",
-           "--dashboard-host=127.0.0.1", "--disable-usage-stats", f"--temp-dir={temp_dir}",
-           *(f"--{k}={v}" for k, v in ports.items())]
-    with open(log, "w") as fh:
-        # no PYTHONPATH: jobs must import the code shipped as the job's working_dir, not this checkout
-        proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env=child_env(PYTHONPATH=""),
-                                start_new_session=True)
-    dashboard = f"http://127.0.0.1:{ports['dashboard-port']}"
-    try:
-        wait_http(f"{dashboard}/api/version", proc, 120, log)
-        yield {"dashboard": dashboard, "gcs": f"127.0.0.1:{ports['port']}", "pid": proc.pid}
-    finally:
-        stop_process_group(proc, timeout=60)
+    """A real `ray start --head --block` on 127.0.0.1 with its own temp dir and ports; yields its addresses. Started
+    again on fresh ports (up to three times) if its dashboard does not come up as its own."""
+    names = ("port", "dashboard-port", "ray-client-server-port", "dashboard-agent-listen-port",
+             "dashboard-agent-grpc-port", "runtime-env-agent-port", "metrics-export-port", "node-manager-port",
+             "object-manager-port")
+    for attempt in range(3):
+        temp_dir = tempfile.mkdtemp(prefix="rayt", dir="/tmp")  # short: Ray's unix sockets live under it
+        ports = dict(zip(names, free_ports(len(names))))
+        log = Path(temp_dir) / "ray_start.log"
+        cmd = [str(VENV_BIN / "ray"), "start", "--head", "--block", "--node-ip-address=127.0.0.1", "--num-cpus=2",
+               "--num-gpus=0", "--object-store-memory=268435456", "--include-dashboard=true",
+               "--dashboard-host=127.0.0.1", "--disable-usage-stats", f"--temp-dir={temp_dir}",
+               *(f"--{k}={v}" for k, v in ports.items())]
+        with open(log, "w") as fh:
+            # no PYTHONPATH: jobs must import the code shipped as the job's working_dir, not this checkout
+            proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env=child_env(PYTHONPATH=""),
+                                    start_new_session=True)
+        dashboard = f"http://127.0.0.1:{ports['dashboard-port']}"
+        try:
+            _own_dashboard(dashboard, temp_dir, proc, 120, log)
+        except RuntimeError:
+            stop_process_group(proc, timeout=60)
+            if attempt == 2:
+                raise
+            continue
+        try:
+            yield {"dashboard": dashboard, "gcs": f"127.0.0.1:{ports['port']}", "pid": proc.pid}
+        finally:
+            stop_process_group(proc, timeout=60)
+        return
 
 
 @pytest.fixture(scope="module")
