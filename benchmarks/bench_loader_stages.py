@@ -63,11 +63,6 @@ def _geometry_batches(loader, batches: int) -> list[tuple]:
     return out[1:]
 
 
-def _crop_args(loader, plan, f1, f2) -> tuple:
-    return (f1, f2, plan.combine, plan.erosion, loader.crop, loader.options.min_unknown, plan.crop_seed,
-            loader.composites)
-
-
 def stages(data: Path, crop: int, batches: int, threads: int) -> dict[str, float]:
     """CPU-ms/sample of each stage, run in sequence on the same batches (no overlap between them)."""
     loader = pipeline.TrainLoader(data, 8, crop, num_threads=threads, iterations_per_epoch=batches + 1)
@@ -77,7 +72,7 @@ def stages(data: Path, crop: int, batches: int, threads: int) -> dict[str, float
     out["geometry graph (+ frame copies)"] = 1000 * (cpu_s() - c0) / n
     c0 = cpu_s()
     with single_torch_thread(loader.device):
-        steps = [loader._feeds(p, crop_batch(*_crop_args(loader, p, f1, f2))) for p, f1, f2 in geo]
+        steps = [loader._feeds(p, crop_batch(*loader.crop_args(p, f1, f2))) for p, f1, f2 in geo]
     out["torch trimap/crop step"] = 1000 * (cpu_s() - c0) / n
     c0 = cpu_s()
     with single_torch_thread(loader.device):
@@ -90,7 +85,7 @@ def stages(data: Path, crop: int, batches: int, threads: int) -> dict[str, float
 def crop_stage(data: Path, crop: int, batches: int, threads: int, workers: list[int]) -> list[tuple[int, float, float]]:
     """`crop_timing.time_crop_step` on the same geometry-graph batches (see there)."""
     loader = pipeline.TrainLoader(data, 8, crop, num_threads=threads, iterations_per_epoch=batches + 1)
-    return time_crop_step([_crop_args(loader, *g) for g in _geometry_batches(loader, batches)], workers)
+    return time_crop_step([loader.crop_args(*g) for g in _geometry_batches(loader, batches)], workers)
 
 
 def main() -> None:

@@ -339,8 +339,7 @@ class TrainLoader:
         t = self._timed("geometry", t)
         plan = self._inflight.pop(g)
         self._next_out = g + 1
-        args = (frame_views(a1), frame_views(a2), plan.combine, plan.erosion, self.crop, self.options.min_unknown,
-                plan.crop_seed, self.composites)
+        args = self.crop_args(plan, frame_views(a1), frame_views(a2))
         if self._crop_pool is not None:
             future = self._crop_pool.submit(*args)
         else:
@@ -349,6 +348,11 @@ class TrainLoader:
                 future.set_result(crop_batch(*args))
         self._timed("crop", t)
         return plan, future
+
+    def crop_args(self, plan: BatchPlan, frames1: list[torch.Tensor], frames2: list[torch.Tensor]) -> tuple:
+        """The arguments of `crop_step.crop_batch` (or `CropPool.submit`) for one batch's geometry-graph frames."""
+        return (frames1, frames2, plan.combine, plan.erosion, self.crop, self.options.min_unknown, plan.crop_seed,
+                self.composites)
 
     def _crop_result(self, future: concurrent.futures.Future) -> CropBatch:
         t = time.perf_counter()
