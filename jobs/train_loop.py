@@ -338,7 +338,7 @@ class _Trainer:
                 self.scheduler.step()
                 self.epoch += 1
                 self.batch_in_epoch = 0
-                over_budget = outcome == "over_budget"
+                over_budget = outcome == "over_budget" and self.epoch < cfg.optim.epochs  # not after the last
                 self._validate_and_checkpoint(f"epoch {self.epoch} validation",
                                               {BUDGET_KEY: 1.0} if over_budget else {})
                 if over_budget:

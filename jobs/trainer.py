@@ -29,6 +29,7 @@ class TrainOutcome:
     step: int
     seconds: float
     images_per_second: float | None
+    stopped_by_time_budget: bool = False  # optim.max_train_minutes ended this invocation before optim.epochs
 
 
 def check_dataset(dataset_dir: str, photo_ratio: float = 0.0) -> None:
@@ -130,10 +131,12 @@ def run_training(cfg: TrainConfig) -> TrainOutcome:
         client.log_text(run_id, to_yaml(cfg), f"config/resolved{'_resume_' + time.strftime('%H%M%S') if resumed else ''}.yaml")
         log.info("MLflow run %s (%s) at %s%s", run_id, name, tracking_uri, " — resuming" if resumed else "")
 
-        from jobs.train_loop import NONFINITE_KEY
+        from jobs.train_loop import BUDGET_KEY, NONFINITE_KEY
 
-        if NONFINITE_KEY in client.get_run(run_id).data.tags:  # left by an earlier invocation
-            client.delete_tag(run_id, NONFINITE_KEY)
+        tags = client.get_run(run_id).data.tags
+        for key in (NONFINITE_KEY, BUDGET_KEY):  # left by an earlier invocation
+            if key in tags:
+                client.delete_tag(run_id, key)
         try:
             result = _fit(cfg, name, storage, run_id, tracking_uri, local_run_dir)
         except KeyboardInterrupt:
@@ -158,6 +161,7 @@ def run_training(cfg: TrainConfig) -> TrainOutcome:
 
     model_uri = version = None
     state = _load_final_state(result.checkpoint)
+    stopped = _note_budget_stop(client, run_id, cfg, result, int(state["step"]), name, storage)
     already = (tracking.registered_version(client, cfg.tracking.registered_model_name, run_id, int(state["step"]))
                if cfg.tracking.log_model else None)
     if already is not None:  # a finished run invoked again: nothing new to register
@@ -181,7 +185,27 @@ def run_training(cfg: TrainConfig) -> TrainOutcome:
     _mark_run(client, run_id, "FINISHED")
     ips = _mean_images_per_second(client, run_id)
     return TrainOutcome(name, run_dir, run_id, tracking_uri, ckpt_path, model_uri, version, int(state["step"]),
-                        time.time() - t_start, ips)
+                        time.time() - t_start, ips, stopped)
+
+
+def _note_budget_stop(client, run_id: str, cfg: TrainConfig, result, step: int, name: str, storage: str) -> bool:
+    """Whether the time budget ended this invocation (the last checkpoint's report says so); if it did, say so in
+    the log and as an MLflow tag on the run, so a registered model trained for fewer steps than its config asks is
+    never mistaken for the full recipe."""
+    from jobs.tracking import tracking_errors
+    from jobs.train_loop import BUDGET_KEY
+
+    if not (result.metrics or {}).get(BUDGET_KEY):
+        return False
+    log.warning("training stopped by optim.max_train_minutes=%s at step %d, before the %d epochs of optim.epochs; "
+                "the model as it is now is the run's result. Rerun with run.name=%s run.storage_path=%s to continue "
+                "from this checkpoint", cfg.optim.max_train_minutes, step, cfg.optim.epochs, name, storage)
+    try:
+        client.set_tag(run_id, BUDGET_KEY, str(step))
+    except tracking_errors() as exc:
+        log.warning("could not tag MLflow run %s %s (tracking unreachable: %s)", run_id, BUDGET_KEY,
+                    first_line(exc, 200))
+    return True
 
 
 def _mark_run(client, run_id: str, status: str) -> None:

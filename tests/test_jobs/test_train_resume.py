@@ -1,6 +1,7 @@
 """Fault tolerance on the embedded local Ray: a worker killed mid-run resumes to exactly the weights of an
 uninterrupted run; a second invocation with the same name continues the same MLflow run; a NaN loss is found at once,
-or at a later host sync — MLflow holds every step exactly once, in the same run. Each scenario is its own test."""
+or at a later host sync; a time budget ends a run early and says so, and a rerun continues it — MLflow holds every
+step exactly once, in the same run. Each scenario is its own test."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -12,6 +13,7 @@ from mlflow.tracking import MlflowClient
 from jobs.checkpointing import read_checkpoint
 from jobs.config import load_config
 from jobs.errors import NonFiniteLossError
+from jobs.train_loop import BUDGET_KEY
 from jobs.trainer import TrainOutcome, run_training
 from tests.test_jobs.conftest import DEMO_CONFIG, TINY
 
@@ -92,3 +94,21 @@ def test_nan_found_at_once_and_at_a_later_host_sync(local_ray: None, store: dict
                                                "tracking.log_every_n_steps=4"]))
     assert "checkpoint_step00000006" in str(info.value)
     assert _steps(client, run.info.run_id, "train/loss") == [1, 2, 3, 4, 6]
+
+
+def test_time_budget_ends_the_run_early_says_so_and_a_rerun_continues(local_ray: None, store: dict,
+                                                                       synthetic_dataset: Path) -> None:
+    client = MlflowClient(store["uri"])
+    base = [*_base(store, synthetic_dataset, "budget"), "optim.epochs=2", "checkpoint.every_n_steps=0",
+            "tracking.log_every_n_steps=2"]
+    # a 6-ms budget is spent by the first host sync (step 2, mid-epoch): the run stops there with a checkpoint
+    first = run_training(load_config(DEMO_CONFIG, [*base, "optim.max_train_minutes=0.0001"]))
+    assert first.stopped_by_time_budget and first.step == 2
+    assert read_checkpoint(first.checkpoint_path)["step"] == 2
+    assert client.get_run(first.mlflow_run_id).data.tags[BUDGET_KEY] == "2"
+    assert client.get_run(first.mlflow_run_id).info.status == "FINISHED"
+
+    second = run_training(load_config(DEMO_CONFIG, base))  # no budget: on to the config's end
+    assert second.mlflow_run_id == first.mlflow_run_id and second.step == 6 and not second.stopped_by_time_budget
+    assert BUDGET_KEY not in client.get_run(second.mlflow_run_id).data.tags
+    assert _steps(client, second.mlflow_run_id, "train/loss") == [2, 3, 4, 6]  # synced steps, each once
