@@ -20,6 +20,7 @@ from mlflow.tracking import MlflowClient
 REPO_ROOT = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent
 DEMO_CONFIG = "jobs/configs/demo_cpu.yaml"
+RAY_STOP_GRACE_S = 16.0  # `ray stop`'s default --grace-period before it escalates to SIGKILL
 
 # real A2U net, smallest shapes that exercise everything: crop 64, batch 2 per worker, 3 steps per epoch
 TINY = ["data.crop_size=64", "data.batch_size=2", "data.iterations_per_epoch=3", "optim.epochs=1",
@@ -156,7 +157,9 @@ def ray_head() -> Iterator[dict]:
         try:
             yield {"dashboard": dashboard, "gcs": f"127.0.0.1:{ports['port']}", "pid": proc.pid}
         finally:
-            stop_process_group(proc, timeout=60)
+            # `ray start --block` and its autoscaler monitor outlast a SIGTERM by minutes: give the group the grace
+            # period `ray stop` gives (16 s), then SIGKILL what is left, as `ray stop` does
+            stop_process_group(proc, timeout=RAY_STOP_GRACE_S)
         return
 
 

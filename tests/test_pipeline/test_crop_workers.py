@@ -2,12 +2,12 @@
 stopped on close, and scripts without a main guard still work (spawn must not re-run them)."""
 from __future__ import annotations
 
+import concurrent.futures
 import os
 import signal
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import psutil
@@ -140,9 +140,20 @@ def test_dead_worker_is_named_and_close_stops_workers(synthetic_dataset: Path) -
 def test_closing_the_loader_during_a_pass_then_the_pass(synthetic_dataset: Path) -> None:
     """The training loop closes its loader in a `finally`, maybe before the suspended pass is collected."""
     loader = pipeline.build_train_loader(synthetic_dataset, 4, 64, seed=1, num_threads=2, crop_workers=2)
+    submitted: list[concurrent.futures.Future] = []
+    submit = loader._crop_pool.submit
+
+    def recording_submit(*args):
+        future = submit(*args)
+        submitted.append(future)
+        return future
+
+    loader._crop_pool.submit = recording_submit
     it = iter(loader)
     next(it)
-    time.sleep(3)  # the crop step queued for the last batch is done (a cancelled one is the easy case)
+    # every crop step queued so far has finished (a step still queued would be cancelled by close(): the easy case)
+    _, running = concurrent.futures.wait(submitted, timeout=120)
+    assert submitted and not running
     loader.close()
     it.close()  # drains the crop steps that were in flight without raising
     assert len(list(loader)) == len(loader)  # a later pass runs the step on the loader's thread
