@@ -112,3 +112,13 @@ def test_time_budget_ends_the_run_early_says_so_and_a_rerun_continues(local_ray:
     assert second.mlflow_run_id == first.mlflow_run_id and second.step == 6 and not second.stopped_by_time_budget
     assert BUDGET_KEY not in client.get_run(second.mlflow_run_id).data.tags
     assert _steps(client, second.mlflow_run_id, "train/loss") == [2, 3, 4, 6]  # synced steps, each once
+
+
+def test_a_budget_spent_only_at_the_last_step_does_not_mark_a_complete_run(local_ray: None, store: dict,
+                                                                           synthetic_dataset: Path) -> None:
+    # the only host sync is at the end of the only epoch: the budget is found spent there, with nothing left to do
+    done = run_training(load_config(DEMO_CONFIG, [*_base(store, synthetic_dataset, "budget-end"),
+                                                  "checkpoint.every_n_steps=0", "tracking.log_every_n_steps=3",
+                                                  "optim.max_train_minutes=0.0001"]))
+    assert done.step == 3 and not done.stopped_by_time_budget
+    assert BUDGET_KEY not in MlflowClient(store["uri"]).get_run(done.mlflow_run_id).data.tags
