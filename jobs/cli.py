@@ -27,8 +27,8 @@ def _train(args: argparse.Namespace) -> int:
     out = run_training(cfg)
     print(f"trained {out.run_name}: {out.step} steps in {out.seconds:.0f} s"
           + (f", median {out.images_per_second:.2f} images/s" if out.images_per_second else "")
-          + (f"; stopped early by optim.max_train_minutes={cfg.optim.max_train_minutes} (the same command "
-             "continues it)" if out.stopped_by_time_budget else ""))
+          + (f"; stopped early by optim.max_train_minutes={cfg.optim.max_train_minutes} (continue it with "
+             f"run.name={out.run_name} run.storage_path={cfg.run.storage_path})" if out.stopped_by_time_budget else ""))
     print(f"  MLflow run {out.mlflow_run_id} at {out.tracking_uri}")
     print(f"  checkpoint {out.checkpoint_path}")
     if out.model_version:
