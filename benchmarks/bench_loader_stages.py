@@ -27,8 +27,8 @@ import torch  # noqa: E402
 import pipeline  # noqa: E402
 from formats.manifest import MANIFEST  # noqa: E402
 from crop_timing import time_crop_step  # noqa: E402
-from pipeline.crop_step import crop_batch  # noqa: E402
-from pipeline.loader import frame_views, single_torch_thread  # noqa: E402
+from pipeline.crop_step import crop_batch, single_torch_thread  # noqa: E402
+from pipeline.loader import frame_views  # noqa: E402
 
 ABLATIONS = ({}, {"hsv_jitter": False}, {"p_combine": 0.0}, {"p_combine": 0.0, "hsv_jitter": False})
 

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 import torch
 
 from pipeline.crop_pool import CropPool
-from pipeline.crop_step import crop_batch
+from pipeline.crop_step import crop_batch, single_torch_thread
 
 
 def time_crop_step(batches: Sequence[tuple], workers: Sequence[int]) -> list[tuple[int, float, float]]:
@@ -20,16 +20,12 @@ def time_crop_step(batches: Sequence[tuple], workers: Sequence[int]) -> list[tup
     with workers, the frames' copy into shared memory and the hand-over."""
     n = sum(len(b[0]) for b in batches)
     rows = []
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with single_torch_thread(torch.device("cpu")):
         crop_batch(*batches[0])                               # warm-up
         c0, t0 = time.thread_time(), time.perf_counter()
         for args in batches:
             crop_batch(*args)
         rows.append((0, n / (time.perf_counter() - t0), 1000 * (time.thread_time() - c0) / n))
-    finally:
-        torch.set_num_threads(threads)
     for w in workers:
         pool = CropPool(w)
         try:

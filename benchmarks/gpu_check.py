@@ -377,6 +377,7 @@ def step_crop() -> None:
     the burst); beside it, the same choice made on the GPU on its own stream (the placement it replaced)."""
     torch = need_cuda()
     from pipeline.crop import crop_from_alpha  # plain torch: the pipeline package loads DALI only when asked to
+    from pipeline.crop_step import single_torch_thread
 
     alphas = _soft_alphas(torch, 16, 0)
     alphas_gpu = alphas.cuda()
@@ -384,12 +385,8 @@ def step_crop() -> None:
 
     def on_cpu() -> None:
         g = torch.Generator().manual_seed(1)
-        threads = torch.get_num_threads()
-        torch.set_num_threads(1)
-        try:
+        with single_torch_thread(alphas.device):
             outs = [crop_from_alpha(alphas[j], 1 + 2 * j, 29 - j, 512, 10, g) for j in range(alphas.shape[0])]
-        finally:
-            torch.set_num_threads(threads)
         with torch.cuda.stream(copy_stream):
             a = torch.stack([w.apply(alphas[j], 512) for j, (w, _) in enumerate(outs)]).float().div_(255)
             t = torch.stack([tri for _, tri in outs])

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import collections
 import concurrent.futures
-import contextlib
 import logging
 import os
 import time
@@ -17,7 +16,7 @@ import numpy as np
 import torch
 
 from .crop_pool import CropPool
-from .crop_step import CropBatch, crop_batch
+from .crop_step import CropBatch, crop_batch, single_torch_thread
 from .dataset import Dataset, DatasetError
 from .decoding import decodes
 from .options import AugmentOptions
@@ -74,21 +73,6 @@ def unit_nchw(tensor_list, device: torch.device) -> torch.Tensor:
         return torch.mul(src.permute(0, 3, 1, 2), 1.0 / 255.0, out=out)
     out.copy_(src.permute(0, 3, 1, 2))  # uint8: converting first, then scaling in place, is the faster order
     return out.mul_(1.0 / 255.0)
-
-
-@contextlib.contextmanager
-def single_torch_thread(device: torch.device):
-    """Run the per-sample torch step on one CPU thread: DALI's worker threads already occupy the cores, and
-    torch's OpenMP pool competing with them made the trimap step ~50x slower on the 2-core box (4 ms -> 240 ms)."""
-    if device.type != "cpu":
-        yield
-        return
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
 
 
 def find_corrupt(plan: BatchPlan, encoding: str = "png") -> list[tuple[str, str, str]]:
