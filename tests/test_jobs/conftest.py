@@ -10,7 +10,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import pytest
 import requests
@@ -62,15 +62,19 @@ def stop_process_group(proc: subprocess.Popen, timeout: float = 30.0) -> None:
         proc.wait(timeout=10)
 
 
-def wait_http(url: str, proc: subprocess.Popen, timeout: float, log: Path) -> None:
+def wait_http(url: str, proc: subprocess.Popen, timeout: float, log: Path,
+              accept: Callable[[requests.Response], bool] = lambda answer: True) -> None:
+    """Poll `url` until it answers 200 and `accept` takes the answer; fail, with the server's log, if the server
+    exits first or `timeout` runs out."""
     deadline = time.time() + timeout
     while time.time() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"{proc.args[0]} exited early ({proc.returncode}):\n{log.read_text()[-3000:]}")
         try:
-            if requests.get(url, timeout=2).status_code == 200:
+            answer = requests.get(url, timeout=2)
+            if answer.status_code == 200 and accept(answer):
                 return
-        except requests.RequestException:
+        except (requests.RequestException, ValueError):   # ValueError: `accept` met a body that is not JSON
             pass
         time.sleep(0.5)
     raise RuntimeError(f"{url} not ready after {timeout} s:\n{log.read_text()[-3000:]}")
@@ -108,23 +112,12 @@ def mlflow_server(tmp_path: Path) -> Iterator[str]:
         stop_process_group(proc)
 
 
-def _own_dashboard(url: str, temp_dir: str, proc: subprocess.Popen, timeout: float, log: Path) -> None:
-    """Wait until `url` answers as the dashboard of the head started in `temp_dir` (its session's name): a port
-    picked free can be taken by another server before Ray binds it, and that one must not pass for ours."""
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"ray start exited early ({proc.returncode}):\n{log.read_text()[-3000:]}")
-        session = Path(temp_dir, "session_latest")
-        try:
-            answer = requests.get(f"{url}/api/version", timeout=2)
-            if answer.status_code == 200 and session.exists() and \
-                    answer.json().get("session_name") == session.resolve().name:
-                return
-        except (requests.RequestException, ValueError):
-            pass
-        time.sleep(0.5)
-    raise RuntimeError(f"{url} did not answer as this head's dashboard after {timeout} s:\n{log.read_text()[-3000:]}")
+def _own_dashboard(temp_dir: str) -> Callable[[requests.Response], bool]:
+    """`wait_http`'s test that an `/api/version` answer comes from the head started in `temp_dir` (its session's
+    name): a port picked free can be taken by another server before Ray binds it, and that one must not pass for
+    ours."""
+    session = Path(temp_dir, "session_latest")
+    return lambda answer: session.exists() and answer.json().get("session_name") == session.resolve().name
 
 
 @pytest.fixture
@@ -148,9 +141,9 @@ def ray_head() -> Iterator[dict]:
                                     start_new_session=True)
         dashboard = f"http://127.0.0.1:{ports['dashboard-port']}"
         try:
-            _own_dashboard(dashboard, temp_dir, proc, 120, log)
+            wait_http(f"{dashboard}/api/version", proc, 120, log, accept=_own_dashboard(temp_dir))
         except RuntimeError:
-            stop_process_group(proc, timeout=60)
+            stop_process_group(proc, timeout=RAY_STOP_GRACE_S)
             if attempt == 2:
                 raise
             continue
