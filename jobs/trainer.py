@@ -7,7 +7,7 @@ import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from formats.manifest import REMEDY, ManifestError, read_manifest
 from jobs.config import TrainConfig, flatten, to_yaml
@@ -192,7 +192,6 @@ def _note_budget_stop(client, run_id: str, cfg: TrainConfig, result, step: int, 
     """Whether the time budget ended this invocation (the last checkpoint's report says so); if it did, say so in
     the log and as an MLflow tag on the run, so a registered model trained for fewer steps than its config asks is
     never mistaken for the full recipe."""
-    from jobs.tracking import tracking_errors
     from jobs.train_loop import BUDGET_KEY
 
     if not (result.metrics or {}).get(BUDGET_KEY):
@@ -200,24 +199,25 @@ def _note_budget_stop(client, run_id: str, cfg: TrainConfig, result, step: int, 
     log.warning("training stopped by optim.max_train_minutes=%s at step %d, before the %d epochs of optim.epochs; "
                 "the model as it is now is the run's result. Rerun with run.name=%s run.storage_path=%s to continue "
                 "from this checkpoint", cfg.optim.max_train_minutes, step, cfg.optim.epochs, name, storage)
-    try:
-        client.set_tag(run_id, BUDGET_KEY, str(step))
-    except tracking_errors() as exc:
-        log.warning("could not tag MLflow run %s %s (tracking unreachable: %s)", run_id, BUDGET_KEY,
-                    first_line(exc, 200))
+    _unless_tracking_down(f"tag MLflow run {run_id} {BUDGET_KEY}",
+                          lambda: client.set_tag(run_id, BUDGET_KEY, str(step)))
     return True
 
 
 def _mark_run(client, run_id: str, status: str) -> None:
-    """End the MLflow run with `status`; a tracking outage here only warns, so it never hides the real outcome (or
-    the resume hint) behind a second traceback."""
+    """End the MLflow run with `status`, warning only on a tracking outage."""
+    _unless_tracking_down(f"mark MLflow run {run_id} {status}", lambda: client.set_terminated(run_id, status=status))
+
+
+def _unless_tracking_down(what: str, call: Callable[[], object]) -> None:
+    """`call()`, only warning (`could not <what>`) on a tracking outage: the run's marks and tags come after the
+    training itself, and an outage must never hide its real outcome (or the resume hint) behind a second traceback."""
     from jobs.tracking import tracking_errors
 
     try:
-        client.set_terminated(run_id, status=status)
+        call()
     except tracking_errors() as exc:
-        log.warning("could not mark MLflow run %s %s (tracking unreachable: %s)", run_id, status,
-                    first_line(exc, 200))
+        log.warning("could not %s (tracking unreachable: %s)", what, first_line(exc, 200))
 
 
 def _nonfinite_tag(client, run_id: str, result) -> str | None:
