@@ -189,7 +189,8 @@ def step_resume() -> None:
 
 def step_ddp() -> None:
     """NCCL process group (world 1), SyncBatchNorm conversion and DDP, bf16 steps with fused Adam: the path a Ray
-    Train GPU worker takes, without Ray."""
+    Train GPU worker takes, without Ray. At world size 1 SyncBatchNorm computes local statistics and DDP reduces
+    nothing across processes: this checks the wiring, not the collectives."""
     torch = need_cuda()
     import torch.distributed as dist
 

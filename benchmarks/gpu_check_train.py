@@ -1,7 +1,8 @@
 """The training half of the GPU check: a user's path end to end on the card, with the real Ray, MLflow and DALI.
 
 Synthetic shards -> `jobs train` with `jobs/configs/gpu_smoke.yaml` on the embedded local Ray (one GPU worker, bf16,
-channels_last, fused Adam and kernels, SyncBatchNorm, the DALI GPU loader) with a worker killed mid-run (Ray restarts
+channels_last, fused Adam and kernels, the DALI GPU loader; one worker, so no DDP, NCCL or SyncBatchNorm, which
+`gpu_check.py`'s `ddp` step covers at world size 1 only) with a worker killed mid-run (Ray restarts
 it and it resumes from the last checkpoint onto the GPU) -> the same run name again with one more epoch (a resume
 from the stored run) -> `jobs evaluate --device cuda` on datasets/real-dev -> `jobs predict --device cuda` in a fresh
 process -> the same with `--ray` (Ray Data actors, a GPU each). Each stage is checked (exit status, steps reached, the failure really injected, the model registered,

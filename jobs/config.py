@@ -78,7 +78,7 @@ class PerfSection:
 
     The step never waits for the GPU except every `tracking.log_every_n_steps` steps (and at checkpoints and epoch
     ends), where the loss, the NaN/inf guard and the time budget are checked across ranks in one all-reduce."""
-    amp_dtype: str = "auto"            # auto (bf16 on GPU, off on CPU) | bf16 | fp16 | none
+    amp_dtype: str = "auto"            # auto (bf16 on GPU, off on CPU) | bf16 | fp16 (with loss scaling) | none
     channels_last: bool = False
     fused_optimizer: bool = True       # Adam(fused=True) on CUDA (one kernel for all parameters); CPU: torch's default
     compile: bool = False

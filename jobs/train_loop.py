@@ -19,7 +19,7 @@ import torch.distributed as dist
 from jobs.checkpointing import capture_rng_state, read_checkpoint, restore_rng_state, unwrap, write_checkpoint
 from jobs.config import TrainConfig, config_from_dict
 from jobs.images import grid_png
-from jobs.training_state import build_training_state
+from jobs.training_state import autocast_dtype, backward_and_step, build_training_state
 
 log = logging.getLogger("jobs.train_loop")
 
@@ -28,13 +28,9 @@ BUDGET_KEY = "stopped_by_time_budget"
 
 
 def _autocast(cfg: TrainConfig, device: torch.device):
-    """bf16 autocast on GPU by default; off on CPU unless asked for (CPU bf16 is slower on most CPUs)."""
-    dtype = cfg.perf.amp_dtype
-    if dtype == "auto":
-        dtype = "bf16" if device.type == "cuda" else "none"
-    if dtype == "none":
-        return contextlib.nullcontext()
-    return torch.autocast(device.type, dtype=torch.bfloat16 if dtype == "bf16" else torch.float16)
+    """bf16 autocast on GPU by default; off on CPU unless asked for (`training_state.autocast_dtype`)."""
+    dtype = autocast_dtype(cfg, device)
+    return contextlib.nullcontext() if dtype is None else torch.autocast(device.type, dtype=dtype)
 
 
 def _all_reduce(values: list[float], world: int) -> list[float]:
@@ -163,13 +159,12 @@ class _Trainer:
             load_pretrained_encoder(net, cfg.model.pretrained.strip())
         # weights -> device -> optimiser -> optimiser state: Adam's moments land beside their parameters
         state = build_training_state(net, cfg, self.device, saved)
-        self.optimizer, self.scheduler = state.optimizer, state.scheduler
+        self.optimizer, self.scheduler, self.scaler = state.optimizer, state.scheduler, state.scaler
         self.step, self.epoch, self.batch_in_epoch = state.step, state.epoch, state.batch_in_epoch
         if saved is not None:
             self._restore_position(saved)
         else:  # distinct per-rank streams for anything random outside the data loader
-            torch.manual_seed(cfg.run.seed * 1000 + self.rank + 1)
-            np.random.seed(cfg.run.seed * 1000 + self.rank + 1)
+            self._seed_rank_streams(cfg.run.seed * 1000 + self.rank + 1)
         self.net = ray.train.torch.prepare_model(
             state.net, parallel_strategy_kwargs={"find_unused_parameters": cfg.perf.find_unused_parameters})
         if cfg.perf.compile:
@@ -210,12 +205,22 @@ class _Trainer:
         rng = saved.get("rng") or []
         if saved.get("world_size") == self.world and len(rng) == self.world:
             restore_rng_state(rng[self.rank])
-        elif self.batch_in_epoch:
-            log.warning("world size changed (%s -> %s): resuming mid-epoch, the data order differs from the "
-                        "uninterrupted run", saved.get("world_size"), self.world)
+        else:  # no saved stream for this rank (world size changed): new per-rank streams, unlike a fresh run's
+            self._seed_rank_streams(int(np.random.SeedSequence([self.cfg.run.seed, self.rank, self.step])
+                                        .generate_state(1)[0]))
+            if self.batch_in_epoch:
+                log.warning("world size changed (%s -> %s): resuming mid-epoch, the data order differs from the "
+                            "uninterrupted run", saved.get("world_size"), self.world)
         if self.rank == 0:
             log.info("resumed from %s at step %d (epoch %d, batch %d)", saved["_source"], self.step, self.epoch,
                      self.batch_in_epoch)
+
+    @staticmethod
+    def _seed_rank_streams(seed: int) -> None:
+        """Seed the torch (CPU and every GPU) and NumPy global streams of this rank: dropout and anything random
+        outside the data loader, whose draws are keyed separately."""
+        torch.manual_seed(seed)
+        np.random.seed(seed)
 
     # ---------------------------------------------------------------- checkpoints
     def _checkpoint(self, metrics: dict[str, float]) -> None:
@@ -232,7 +237,7 @@ class _Trainer:
         try:
             write_checkpoint(tmp, {
                 "model": unwrap(self.net).state_dict(), "optimizer": self.optimizer.state_dict(),
-                "scheduler": self.scheduler.state_dict(), "step": self.step, "epoch": self.epoch,
+                "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(), "step": self.step, "epoch": self.epoch,
                 "batch_in_epoch": self.batch_in_epoch, "rng": rng, "world_size": self.world,
                 "worker_nodes": self.worker_nodes,
                 "config": self.cfg.to_dict(), "mlflow_run_id": self.run_id,
@@ -411,11 +416,7 @@ class _Trainer:
         return loss
 
     def _update(self, loss: torch.Tensor) -> None:
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if self.cfg.optim.grad_clip_norm:
-            torch.nn.utils.clip_grad_norm_(self.net.parameters(), self.cfg.optim.grad_clip_norm)
-        self.optimizer.step()
+        backward_and_step(loss, self.optimizer, self.scaler, self.cfg.optim.grad_clip_norm)
 
     def _log_interval(self, loss_mean: float, timer: "_IntervalTimer", batch: int, steps_per_epoch: int) -> None:
         """Rank 0: the interval's metrics into the step logger, and a progress line now and then."""
