@@ -98,6 +98,35 @@ def _write_csv(path: Path, rows: list[dict]) -> None:
     os.replace(tmp, path)
 
 
+def actor_resources(device: str, cluster_gpus: float, actors: int) -> tuple[int, int, str]:
+    """(GPUs per actor, actor count, the device name each actor uses) for `device` on a cluster with `cluster_gpus`.
+
+    Ray gives each GPU actor one GPU and makes it the only one the actor sees, so an actor always uses `cuda`
+    (`cuda:0` is accepted as the same; another index cannot be honoured). Asking for more GPU actors than the cluster
+    has GPUs would leave the extra ones pending and Ray Data waiting for them, so the pool is cut to the GPUs;
+    asking for CUDA on a cluster without GPUs is an error here rather than a job that waits forever."""
+    import torch
+
+    if device == "auto":
+        device = "cuda" if cluster_gpus >= 1 else "cpu"
+    try:
+        parsed = torch.device(device)
+    except RuntimeError as exc:
+        raise JobError(f"--device {device}: not a device (cpu, cuda or auto)") from exc
+    if parsed.type != "cuda":
+        return 0, actors, device
+    if parsed.index not in (None, 0):
+        raise JobError(f"--device {device} with --ray: Ray assigns each actor its GPU, which the actor sees as "
+                       "cuda; use --device cuda")
+    if cluster_gpus < 1:
+        raise JobError(f"--device {device} with --ray: the Ray cluster has no GPU; use --device cpu (or auto), "
+                       "or add GPU nodes")
+    if actors > int(cluster_gpus):
+        log.warning("--actors %d with --device %s: the cluster has %d GPU(s), so %d GPU actor(s) run", actors,
+                    device, int(cluster_gpus), int(cluster_gpus))
+    return 1, min(actors, int(cluster_gpus)), "cuda"
+
+
 def run_batch_predict(model: str, image: str, trimap: str | None, out: str, *, address: str | None,
                       actors: int, batch_size: int, device: str = "auto", overwrite: bool = False,
                       mask: str | None = None, band: BandRadius | None = None,
@@ -131,18 +160,20 @@ def run_batch_predict(model: str, image: str, trimap: str | None, out: str, *, a
     if todo:
         connected = connect_ray(address, [jobs, model_package, data_prep, formats])
         try:
-            gpus = 1 if device.startswith("cuda") or (device == "auto" and ray.cluster_resources().get("GPU")) else 0
+            gpus, actors, actor_device = actor_resources(device, ray.cluster_resources().get("GPU", 0), actors)
             items = [{"image": str(img), "guide": str(g), "matte": str(m)} for img, g, m in todo]
             blocks = -(-len(items) // batch_size)
             ds = ray.data.from_items(items, override_num_blocks=blocks).map_batches(
                 MattePredictor, batch_size=batch_size, batch_format="numpy",
                 compute=ray.data.ActorPoolStrategy(size=min(actors, blocks)), num_cpus=1, num_gpus=gpus,
-                fn_constructor_kwargs={"model": model, "tracking_uri": mlflow.get_tracking_uri(), "device": device,
-                                       "from_mask": mask is not None, "band": band or BandRadius(),
+                fn_constructor_kwargs={"model": model, "tracking_uri": mlflow.get_tracking_uri(),
+                                       "device": actor_device, "from_mask": mask is not None, "band": band or BandRadius(),
                                        "options": options or InferenceOptions(), "driver_cwd": os.getcwd()})
             for row in ds.iter_rows():
                 rows[str(row["image"])].update(status=str(row["status"]), error=str(row["error"]),
                                                seconds=float(row["seconds"]), worker=str(row["worker"]))
+        except JobError:  # the request does not fit the cluster (actor_resources): nothing was started
+            raise
         except Exception as exc:  # noqa: BLE001 - a lost actor or cluster: the CSV still says what was done
             failure = exc
             why = f"{NOT_PROCESSED}: {type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc) else ''}"

@@ -148,10 +148,9 @@ def open_dataset(data: str) -> tuple[Iterator[EvalSample | EvalFailure], int | N
 
 
 def _score_one(net, s: EvalSample, options: InferenceOptions) -> dict:
-    from model.inference import predict_alpha
     from model.metrics import evaluate_all
 
-    pred = predict_alpha(net, s.image, s.trimap, max_pixels=options.pixels(), tta=options.tta, pad=options.pad)
+    pred = options.predict(net, s.image, s.trimap)
     m = evaluate_all(pred, s.alpha, s.trimap)
     return {"key": s.key, **{k: float(m[k]) for k in ALL_METRICS}, "category": category_of(s.key), "error": ""}
 

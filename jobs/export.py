@@ -119,7 +119,9 @@ def _export_onnx(net: torch.nn.Module, out: Path) -> None:
 
 
 def _export_torchscript(net: torch.nn.Module, out: Path) -> None:
-    """`torch.jit.trace` (the net is data-independent apart from input checks); sizes stay symbolic in the trace."""
+    """`torch.jit.trace` (the net is data-independent apart from input checks); sizes stay symbolic in the trace.
+    Traced on the CPU, the file runs on the CPU only: `torch.arange(..., device=x.device)` and the like are traced
+    as CPU constants."""
     example = _example(CHECK_SHAPES[0], 0)
     try:
         with torch.no_grad(), warnings.catch_warnings():

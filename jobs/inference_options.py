@@ -18,5 +18,21 @@ class InferenceOptions:
 
         return self.max_pixels or DEFAULT_MAX_PIXELS
 
+    def predict(self, net, image, trimap):
+        """`model.inference.predict_alpha` of one image with these options. Running out of accelerator memory is
+        this image's failure (ValueError, as for other per-image problems, with the option that helps), not the
+        end of a run over many images; the cache is emptied so that the next image starts clean."""
+        import torch
+
+        from model.inference import predict_alpha
+
+        try:
+            return predict_alpha(net, image, trimap, max_pixels=self.pixels(), tta=self.tta, pad=self.pad)
+        except torch.cuda.OutOfMemoryError as exc:
+            torch.cuda.empty_cache()
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else "CUDA out of memory"
+            raise ValueError(f"out of GPU memory ({first[:200]}); a smaller --max-pixels (now {self.pixels()}) "
+                             "tiles the image into smaller pieces") from exc
+
     def tag(self) -> str:
         return f"tta={self.tta},pad={self.pad},max_pixels={self.pixels()}"

@@ -68,7 +68,15 @@ def _tracking() -> str:
 
 
 def load_net(uri: str, device: str | torch.device = "cpu") -> torch.nn.Module:
-    """An eval-mode net on `device` that maps N×4×H×W -> N×1×H×W."""
+    """An eval-mode net on `device` that maps N×4×H×W -> N×1×H×W.
+
+    A pickled MLflow model is unpickled with this checkout's `model` package: MLflow puts the model's saved code
+    first on `sys.path`, so in a process that has not imported `model` yet (a Ray actor, a script) the saved copy
+    would be imported instead, and later fixes (kernels, inference) would silently not apply. A pt2 (torch.export)
+    model is moved to `device` by re-targeting its graph: the devices of tensors it creates are fixed in the graph
+    at export time, which MLflow's own loader cannot change."""
+    import model.net  # noqa: F401 - binds `model` to this checkout before any saved code is on sys.path
+
     device = torch.device(device)
     path = Path(uri).expanduser()
     if not is_mlflow_uri(uri):
@@ -76,20 +84,41 @@ def load_net(uri: str, device: str | torch.device = "cpu") -> torch.nn.Module:
             raise JobError(f"model {uri!r} is neither an existing checkpoint path nor an MLflow URI "
                            "(models:/name@alias, models:/name/<version>, runs:/<run_id>/model)")
         return _load_checkpoint(path, device)
+    import mlflow.artifacts
     import mlflow.pytorch
     from mlflow.exceptions import MlflowException
 
     if uri.startswith("models:/"):
         resolve_registered(uri)  # clear error for an unknown name/alias/version before downloading anything
     try:
-        net = mlflow.pytorch.load_model(uri, map_location=device)
+        local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri))
+        exported = _exported_program_file(local)
+        if exported is not None:
+            return _load_exported(exported, device)
+        net = mlflow.pytorch.load_model(str(local), map_location=device)
     except MlflowException as exc:
         raise JobError(f"cannot load model {uri} from {_tracking()}: {first_line(exc)}") from exc
     except OSError as exc:
         raise JobError(f"cannot load model {uri}: {exc}") from exc
-    if isinstance(net, torch.fx.GraphModule) or type(net).__name__ == "GraphModule":
-        net = ExportedNet(net)
     return net.to(device).eval()
+
+
+def _exported_program_file(local: Path) -> Path | None:
+    """The pt2 archive of a downloaded MLflow pytorch model, None for a pickled one."""
+    from mlflow.models import Model
+
+    flavor = Model.load(str(local)).flavors.get("pytorch", {})
+    candidate = local / flavor.get("model_data", "data") / "model.pt2"
+    return candidate if candidate.is_file() else None
+
+
+def _load_exported(archive: Path, device: torch.device) -> torch.nn.Module:
+    from torch.export.passes import move_to_device_pass
+
+    program = torch.export.load(str(archive))
+    if device.type != "cpu":
+        program = move_to_device_pass(program, device)
+    return ExportedNet(program.module())
 
 
 def _load_checkpoint(path: Path, device: torch.device) -> torch.nn.Module:
@@ -111,6 +140,14 @@ def _load_checkpoint(path: Path, device: torch.device) -> torch.nn.Module:
 def pick_device(name: str = "auto") -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise JobError("--device cuda asked for, but no CUDA device is available")
-    return torch.device(name)
+    try:
+        device = torch.device(name)
+    except RuntimeError as exc:
+        raise JobError(f"--device {name}: not a device (cpu, cuda, cuda:N or auto)") from exc
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise JobError(f"--device {name} asked for, but no CUDA device is available")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise JobError(f"--device {name}: only {torch.cuda.device_count()} CUDA device(s) visible "
+                           f"(CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES', 'unset')})")
+    return device

@@ -74,16 +74,14 @@ def matte_of(net, img_path: Path, second_path: Path, *, from_mask: bool, band: B
     """The 8-bit alpha matte of one image and its trimap (or coarse mask, `from_mask`); JobError naming the file for
     an unreadable image, a bad trimap or mask, mismatched sizes or impossible inference options. The one per-image
     step of `predict`, run in this process or in Ray actors (jobs/batch_predict.py)."""
-    from model.inference import predict_alpha
-
     rgb = read_rgb(img_path)
     tri = trimap_of_mask(second_path, band) if from_mask else check_trimap(read_gray(second_path), second_path)
     if rgb.shape[:2] != tri.shape:
         raise JobError(f"{img_path} is {rgb.shape[1]}x{rgb.shape[0]} but its {'mask' if from_mask else 'trimap'} "
                        f"{second_path} is {tri.shape[1]}x{tri.shape[0]}")
     try:
-        return predict_alpha(net, rgb, tri, max_pixels=options.pixels(), tta=options.tta, pad=options.pad)
-    except ValueError as exc:  # e.g. a --max-pixels too small for the tile overlap
+        return options.predict(net, rgb, tri)
+    except ValueError as exc:  # e.g. a --max-pixels too small for the tile overlap, out of GPU memory
         raise JobError(f"{img_path}: {exc}") from exc
 
 

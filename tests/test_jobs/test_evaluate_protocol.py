@@ -12,7 +12,9 @@ from PIL import Image
 from torch import nn
 
 from jobs.cli import main
-from jobs.evaluate import ALL_METRICS, category_of, score
+from data_prep.trimaps import BandRadius
+from jobs.errors import JobError
+from jobs.evaluate import ALL_METRICS, category_of, failed_rows, score
 
 REAL_DEV = Path(__file__).resolve().parents[2] / "datasets" / "real-dev"
 SIZE = (48, 40)  # (width, height): real-dev scaled down keeps the CPU work tiny
@@ -79,6 +81,35 @@ def test_score_writes_region_columns_categories_and_error_rows(tmp_path: Path) -
     assert set(cats) == {"animals", "plants"} and float(cats["animals"]["images"]) == 2
     animals = [r for r in ok if r["category"] == "animals"]
     assert float(cats["animals"]["MAD"]) == pytest.approx(np.mean([r["MAD"] for r in animals]))
+
+
+class OutOfMemoryOnFirstImage(TrimapNet):
+    """Raises what a GPU raises when an input does not fit in its memory, on its first call only."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls = 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        if self.calls == 1:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 30.00 GiB")
+        return super().forward(x)
+
+
+def test_running_out_of_gpu_memory_fails_that_image_only(tmp_path: Path) -> None:
+    from jobs.inference_options import InferenceOptions
+    from jobs.predict import matte_of
+
+    root = make_set(tmp_path / "set", broken=False)
+    means, rows, _ = score(OutOfMemoryOnFirstImage(), str(root), tmp_path / "out" / "per_image.csv")
+    failed = failed_rows(rows)
+    assert len(rows) == 3 and len(failed) == 1 and means  # the other images are scored
+    assert "out of GPU memory" in failed[0]["error"] and "smaller --max-pixels (now 4194304)" in failed[0]["error"]
+    image = next((root / "merged").iterdir())
+    with pytest.raises(JobError, match=f"{image}: out of GPU memory"):
+        matte_of(OutOfMemoryOnFirstImage(), image, root / "trimaps" / image.name, from_mask=False,
+                 band=BandRadius(), options=InferenceOptions())
 
 
 def test_category_convention() -> None:

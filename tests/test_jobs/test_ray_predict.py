@@ -75,3 +75,28 @@ def test_two_actors_match_local_predict_list_failures_and_skip_done(registered: 
                                                          "d": "skipped", "broken": "failed"}
     assert {n: (tmp_path / "ray" / f"{n}.png").stat().st_mtime_ns for n in kept} == kept
     assert _sha(tmp_path / "ray" / "c.png") == _sha(tmp_path / "local" / "c.png")
+
+
+def test_cuda_on_a_cluster_without_gpus_fails_at_once(registered: dict, two_node_ray: str, tmp_path: Path,
+                                                      capsys) -> None:
+    # before, the actors asked Ray for a GPU the cluster did not have and Ray Data waited for them forever
+    images, trimaps = _inputs(tmp_path, ["a"])
+    for device, says in (("cuda", "the Ray cluster has no GPU"), ("cuda:1", "use --device cuda")):
+        capsys.readouterr()
+        assert main(["predict", "--model", MODEL, "--image", str(images), "--trimap", str(trimaps), "--out",
+                     str(tmp_path / device), "--ray", two_node_ray, "--device", device]) != 0
+        assert says in capsys.readouterr().err
+        assert not (tmp_path / device / "a.png").exists()
+
+
+@pytest.mark.parametrize("device, cluster_gpus, actors, expected", [
+    ("auto", 0, 3, (0, 3, "cpu")),
+    ("cpu", 4, 3, (0, 3, "cpu")),
+    ("auto", 2, 3, (1, 2, "cuda")),     # one GPU per actor: the pool is cut to the cluster's GPUs
+    ("cuda", 8, 3, (1, 3, "cuda")),
+    ("cuda:0", 1, 1, (1, 1, "cuda")),   # each actor sees its one GPU as cuda:0
+])
+def test_actor_resources(device: str, cluster_gpus: float, actors: int, expected: tuple) -> None:
+    from jobs.batch_predict import actor_resources
+
+    assert actor_resources(device, cluster_gpus, actors) == expected
