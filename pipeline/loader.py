@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import collections
 import concurrent.futures
+import functools
 import logging
 import os
 import time
@@ -52,21 +53,56 @@ def resolve_device(device: str, rank: int) -> tuple[torch.device, int | None]:
     raise ValueError(f"device must be 'cpu' or 'cuda', got {device!r}")
 
 
+@functools.cache
+def _handover_stream(index: int) -> torch.cuda.Stream:
+    return torch.cuda.Stream(torch.device("cuda", index))
+
+
+def copied_out(read: Callable[[], torch.Tensor], device: torch.device) -> torch.Tensor:
+    """`read()` (which reads DALI output buffers in place and returns new memory) made safe to outlive them.
+
+    On a GPU, DALI frees its output buffers in the order of its own CUDA stream as soon as the Python objects go,
+    and its next run may take the same memory back at once: a copy queued on the consumer's stream, behind a
+    training step that has not run yet, would then read another batch's pixels. So the copy runs on a hand-over
+    stream of its own (`torch.from_dlpack` makes that stream wait for DALI's data), which is waited for here, and
+    the result is marked as used by the device's default stream, where its consumers run. On the CPU the read is
+    already done when `read` returns."""
+    if device.type != "cuda":
+        return read()
+    stream = _handover_stream(device.index if device.index is not None else torch.cuda.current_device())
+    with torch.cuda.stream(stream):
+        out = read()
+    stream.synchronize()
+    out.record_stream(torch.cuda.default_stream(out.device))
+    return out
+
+
+def _init_helper_thread(device: torch.device) -> None:
+    """A loader's helper thread's torch state: one CPU thread (as `single_torch_thread`, for the same reason), or the
+    loader's GPU as its current device (the current device is per thread, and a new thread starts on GPU 0)."""
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    else:
+        torch.set_num_threads(1)
+
+
 def to_torch(tensor_list, i: int, device: torch.device) -> torch.Tensor:
     """Sample i of a DALI TensorList as a torch tensor (a copy) on `device`."""
     t = tensor_list[i]
-    if device.type == "cuda":  # DLPack hand-over synchronises with DALI's stream; clone before DALI reuses it
-        return torch.from_dlpack(t).clone()
+    if device.type == "cuda":
+        return copied_out(lambda: torch.from_dlpack(t).clone(), device)
     return torch.from_numpy(np.array(t))
 
 
 def unit_nchw(tensor_list, device: torch.device) -> torch.Tensor:
     """A uniform N x H x W x C DALI TensorList on the 0..255 scale as a new N x C x H x W float32 tensor in [0, 1] on
-    `device`, in one pass that reads DALI's buffer in place (so call it before the graph runs again)."""
-    if device.type == "cuda":  # DLPack hand-over synchronises with DALI's stream
-        src = torch.from_dlpack(tensor_list.as_tensor())
-    else:
-        src = torch.from_numpy(np.asarray(tensor_list.as_tensor()))
+    `device`, in one pass that reads DALI's buffer in place (`copied_out`: finished before this returns)."""
+    if device.type == "cuda":
+        return copied_out(lambda: _unit_nchw(torch.from_dlpack(tensor_list.as_tensor()), device), device)
+    return _unit_nchw(torch.from_numpy(np.asarray(tensor_list.as_tensor())), device)
+
+
+def _unit_nchw(src: torch.Tensor, device: torch.device) -> torch.Tensor:
     n, h, w, c = src.shape
     out = torch.empty((n, c, h, w), dtype=torch.float32, device=device)
     if src.dtype == torch.float32:
@@ -184,8 +220,10 @@ class TrainLoader:
         self._finish.build()
         # torch's thread count is per thread (OpenMP): the helper's conversions run on one thread too, for the same
         # reason as `single_torch_thread` (idle OpenMP workers spin and burn the cores DALI needs)
+        # (the initializer is given the device, not the loader: a bound method would keep the loader alive for as
+        # long as its helper thread runs, i.e. forever, with its DALI graphs, streams and crop workers)
         self._pool = concurrent.futures.ThreadPoolExecutor(
-            1, thread_name_prefix="dali-finish", initializer=self._init_helper_thread)
+            1, thread_name_prefix="dali-finish", initializer=_init_helper_thread, initargs=(self.device,))
         # the geometry graph and the crop step run on the CPU on every loader, so choosing the crop (a data-dependent
         # draw) never syncs host and device; on the GPU their crop-sized results go up on a copy stream of their own
         self._copy_stream = torch.cuda.Stream(self.device) if self.device.type == "cuda" else None
@@ -222,14 +260,6 @@ class TrainLoader:
 
     def __len__(self) -> int:
         return self.iterations
-
-    def _init_helper_thread(self) -> None:
-        """The helper's torch state: one CPU thread (as `single_torch_thread`, for the same reason), or the loader's
-        GPU as its current device (the current device is per thread, and a new thread starts on GPU 0)."""
-        if self.device.type == "cuda":
-            torch.cuda.set_device(self.device)
-        else:
-            torch.set_num_threads(1)
 
     def _to_device(self, feeds: dict[str, list], trimaps: list[torch.Tensor]
                    ) -> tuple[dict[str, list], list[torch.Tensor]]:

@@ -77,3 +77,26 @@ def test_raw_train_loader_on_cuda(raw_dataset: Path, composites: bool) -> None:
         assert bool(torch.isfinite(b["image"]).all()) and 0 <= float(b["alpha"].min()) <= float(b["alpha"].max()) <= 1
         n += 1
     assert n > 0
+
+
+def test_batches_hold_their_bytes_while_the_consumer_stream_lags(synthetic_dataset: Path) -> None:
+    """DALI frees and reuses its output buffers in its own stream's order: batches taken while the default stream is
+    far behind (a long training step queued, no host sync, as in training) must hold the bytes of batches taken with
+    a sync after each one."""
+    def batches(lag_cycles: int) -> list[dict[str, torch.Tensor]]:
+        loader = pipeline.build_train_loader(synthetic_dataset, 4, 64, device="cuda", seed=7, iterations_per_epoch=6)
+        kept, it = [], iter(loader)
+        for _ in range(len(loader)):
+            if lag_cycles:
+                torch.cuda._sleep(lag_cycles)  # stands for the training step queued on the default stream
+            kept.append(next(it))
+            if not lag_cycles:
+                torch.cuda.synchronize()
+        torch.cuda.synchronize()
+        return [{k: v.cpu() for k, v in b.items()} for b in kept]
+
+    synced, lagging = batches(0), batches(200_000_000)
+    assert len(synced) == len(lagging) == 6
+    for i, (a, b) in enumerate(zip(synced, lagging)):
+        for name in a:
+            assert torch.equal(a[name], b[name]), (i, name)

@@ -170,3 +170,23 @@ def test_unknown_option_is_refused(synthetic_dataset: Path) -> None:
         pipeline.build_train_loader(synthetic_dataset, 2, CROP, p_combin=0.3)
     with pytest.raises(ValueError, match="probability"):
         pipeline.build_train_loader(synthetic_dataset, 2, CROP, p_hflip=1.5)
+
+
+def test_a_dropped_loader_is_collected_with_its_crop_workers(synthetic_dataset: Path) -> None:
+    # its helper thread once held the loader (a bound method as the thread's initializer), so no loader was ever
+    # freed: its DALI graphs, threads and crop worker processes stayed until the process ended
+    import gc
+    import weakref
+
+    import psutil
+
+    before = {p.pid for p in psutil.Process().children(recursive=True)}
+    loader = pipeline.build_train_loader(synthetic_dataset, 4, 64, seed=1, num_threads=2, crop_workers=1)
+    next(iter(loader))
+    workers = [p for p in psutil.Process().children(recursive=True) if p.pid not in before]
+    ref = weakref.ref(loader)
+    del loader
+    gc.collect()
+    assert ref() is None
+    gone, alive = psutil.wait_procs(workers, timeout=15)
+    assert workers and not alive
