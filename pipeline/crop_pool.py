@@ -24,6 +24,7 @@ import multiprocessing
 import os
 import sys
 import threading
+import time
 import types
 from collections.abc import Iterator, Sequence
 from concurrent.futures.process import BrokenProcessPool
@@ -42,8 +43,22 @@ class CropWorkerError(RuntimeError):
     """The crop workers cannot go on: a worker process died (killed, or out of memory), or shared memory is short."""
 
 
-def _init_worker() -> None:
+_PARENT_POLL_S = 1.0
+
+
+def _init_worker(parent: int) -> None:
+    """`parent`: the pool's process id, given by the parent itself (a worker still starting up when the parent dies
+    would otherwise take its new parent, init, for it)."""
     torch.set_num_threads(1)   # one process per batch in flight: torch's own threads would only compete
+    threading.Thread(target=_exit_with_parent, args=(parent,), name="crop-worker-parent-watch", daemon=True).start()
+
+
+def _exit_with_parent(parent: int) -> None:
+    """End this worker once its parent is gone (killed, or `os._exit` as a Ray worker failure does): nothing else
+    would, and while a worker lives, the parent's resource tracker keeps the shared-memory slots in /dev/shm."""
+    while os.getppid() == parent:
+        time.sleep(_PARENT_POLL_S)
+    os._exit(0)
 
 
 def _ready() -> bool:
@@ -128,6 +143,14 @@ def _crop_task(name: str, size: int, live: Sequence[str], shapes: Sequence[tuple
     return out.windows
 
 
+def _short_of_shm(free: int, size: int, exc: OSError | None = None) -> str:
+    why = f" ({exc.strerror})" if exc is not None else ""
+    return (f"{_SHM_DIR} has {free / 2**20:.0f} MiB free{why}, and a crop worker slot for this batch needs "
+            f"{size / 2**20:.0f} MiB (frames and results of one batch in flight per worker): give the container more "
+            "shared memory (docker run --shm-size=...), or set data.crop_workers=0 (the crop step on the loader's own "
+            "thread)")
+
+
 class _Slot:
     """One batch's named shared memory, as the pool's process sees it. `SharedMemory` creates and names it (and
     its resource tracker removes it should this process die); the mapping is torch's, so views handed out keep it
@@ -136,13 +159,20 @@ class _Slot:
     def __init__(self, size: int) -> None:
         stat = os.statvfs(_SHM_DIR)
         free = stat.f_bavail * stat.f_frsize
-        if size > free:  # writing past it would kill the process with SIGBUS, not raise
-            raise CropWorkerError(
-                f"{_SHM_DIR} has {free / 2**20:.0f} MiB free, and a crop worker slot for this batch needs "
-                f"{size / 2**20:.0f} MiB (frames and results of one batch in flight per worker): give the container "
-                "more shared memory (docker run --shm-size=...), or set data.crop_workers=0 (the crop step on the "
-                "loader's own thread)")
+        if size > free:
+            raise CropWorkerError(_short_of_shm(free, size))
         shm = SharedMemory(create=True, size=size)
+        # the object is sparse until written: reserve its pages now, or a write into memory that another slot (of
+        # this pool or another process) took meanwhile kills the writer with SIGBUS instead of raising
+        fd = os.open(f"{_SHM_DIR}/{shm.name}", os.O_RDWR)
+        try:
+            os.posix_fallocate(fd, 0, size)
+        except OSError as exc:
+            shm.close()
+            shm.unlink()
+            raise CropWorkerError(_short_of_shm(free, size, exc)) from exc
+        finally:
+            os.close(fd)
         shm.close()
         self.shm, self.size = shm, size
         self.tensor = _map(shm.name, size)
@@ -160,7 +190,8 @@ class CropPool:
             raise ValueError(f"crop workers must be >= 1, got {workers}")
         self.workers = workers
         self._executor = concurrent.futures.ProcessPoolExecutor(
-            workers, mp_context=multiprocessing.get_context("spawn"), initializer=_init_worker)
+            workers, mp_context=multiprocessing.get_context("spawn"), initializer=_init_worker,
+            initargs=(os.getpid(),))
         self._slots: list[_Slot] = []            # every live slot
         self._free: list[_Slot] = []             # live slots not owned by a batch
         self._lock = threading.Lock()            # `release` may come from the loader's helper thread

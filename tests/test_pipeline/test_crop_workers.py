@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import psutil
@@ -108,6 +109,57 @@ def test_too_little_shared_memory_is_a_clear_error(monkeypatch: pytest.MonkeyPat
             pool.submit(frames, frames, [False], [(3, 3)], 64, 10, 0, False)
     finally:
         pool.close()
+
+
+def test_shared_memory_is_reserved_when_a_slot_is_made(monkeypatch: pytest.MonkeyPatch) -> None:
+    # /dev/shm objects are sparse: free space checked up front can be gone by the time a worker writes its results
+    import errno
+
+    import pipeline.crop_pool as crop_pool
+
+    def full(fd: int, offset: int, length: int) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    frames = [torch.zeros((200, 200), dtype=torch.uint8)]
+    def slots() -> set[str]:
+        return {name for name in os.listdir("/dev/shm") if name.startswith("psm_")}  # SharedMemory's names
+
+    before = slots()
+    pool = CropPool(1)
+    try:
+        monkeypatch.setattr(crop_pool.os, "posix_fallocate", full)
+        with pytest.raises(CropWorkerError, match=r"No space left on device.*--shm-size"):
+            pool.submit(frames, frames, [False], [(3, 3)], 64, 10, 0, False)
+        assert slots() <= before  # the half-made slot is removed
+    finally:
+        pool.close()
+
+
+def test_workers_end_when_their_process_is_killed(tmp_path: Path) -> None:
+    # a Ray worker failure ends the training process with os._exit: its crop workers and their shared-memory slots
+    # must not stay behind
+    script = textwrap.dedent("""
+        import os, sys, torch
+        from pipeline.crop_pool import CropPool
+        pool = CropPool(2)
+        frames = [torch.zeros((100, 100), dtype=torch.uint8)]
+        pool.result(pool.submit(frames, frames, [False], [(3, 3)], 32, 10, 0, False))
+        print(" ".join(s.shm.name for s in pool._slots), flush=True)
+        os._exit(17)
+    """)
+    done = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert done.returncode == 17, done.stderr[-2000:]
+    slots = done.stdout.split()
+    assert slots
+    orphans = [p for p in psutil.process_iter(["cmdline"])
+               if "spawn_main" in " ".join(p.info["cmdline"] or []) and p.ppid() == 1]
+    gone, alive = psutil.wait_procs(orphans, timeout=15)
+    assert not alive, [p.pid for p in alive]
+    deadline = time.monotonic() + 15
+    while any(os.path.exists(f"/dev/shm/{name}") for name in slots) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not any(os.path.exists(f"/dev/shm/{name}") for name in slots)
 
 
 def _workers() -> list[psutil.Process]:
