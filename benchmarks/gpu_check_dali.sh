@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The DALI half of the GPU check (benchmarks/gpu_check.sh is the model half): the "mixed" decoders and the DLPack
-# hand-over of the training and evaluation loaders (tests/test_pipeline/test_gpu.py), and the GPU loader's speed at
-# crop 512, batch 32, png and raw shards, the crop step in the loader's thread or in worker processes, on a machine
-# whose python3 has torch with CUDA but no DALI and no package index.
+# hand-over of the training and evaluation loaders (tests/test_pipeline/test_gpu.py, and the corrupt-sample skip of
+# test_bad_input.py on the GPU), and the GPU loader's speed at crop 512, batch 32, png and raw shards, the crop step in
+# the loader's thread or in worker processes, on a machine whose python3 has torch with CUDA but no DALI and no
+# package index.
 # Before it: `bash benchmarks/gpu_pack.sh dali` here, then each piece brought over in its own transfer followed by
 # `bash benchmarks/gpu_unpack.sh --stash` there. This script reassembles and installs them (benchmarks/gpu_unpack.sh).
 # Results: dali_tests.txt, dali_speed.json and dali_fed_step.json in $OUT (default ./gpu_check_out).
@@ -13,7 +14,8 @@ site=$(bash benchmarks/gpu_unpack.sh dali) || exit 2
 OUT="${OUT:-$PWD/gpu_check_out}"; mkdir -p "$OUT"
 export PYTHONPATH=$site${PYTHONPATH:+:$PYTHONPATH}
 python3 -c 'import nvidia.dali as d, webdataset; print("DALI", d.__version__)' 2>&1 | tee "$OUT/dali_tests.txt"
-timeout 300 python3 -m pytest -q -p no:cacheprovider --timeout 240 tests/test_pipeline/test_gpu.py 2>&1 | tee -a "$OUT/dali_tests.txt"
+timeout 300 python3 -m pytest -q -p no:cacheprovider --timeout 240 -m gpu tests/test_pipeline/test_gpu.py \
+  tests/test_pipeline/test_bad_input.py 2>&1 | tee -a "$OUT/dali_tests.txt"
 tests=${PIPESTATUS[0]}
 for enc in png raw; do
   data=/tmp/a2u_gpu_loader_1024_$enc

@@ -75,9 +75,12 @@ def test_corrupt_alpha_names_shard_and_key(dataset_copy: Path) -> None:
     assert str(shard) in str(info.value) and repr(key) in str(info.value)
 
 
-def test_corrupt_sample_skipped_and_counted(dataset_copy: Path) -> None:
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.gpu)])
+def test_corrupt_sample_skipped_and_counted(dataset_copy: Path, device: str) -> None:
+    # on a GPU the foreground is decoded by the "mixed" decoder: its failure must be caught and skipped the same way
     shard, key = _corrupt_member(dataset_copy, "fg", "fg.", index=5)
-    loader = pipeline.build_train_loader(dataset_copy, 4, 32, num_threads=1, skip_corrupt=True, p_combine=0)
+    loader = pipeline.build_train_loader(dataset_copy, 4, 32, num_threads=1, skip_corrupt=True, p_combine=0,
+                                         device=device)
     seen: set[str] = set()
     for epoch in range(2):
         loader.set_epoch(epoch)

@@ -79,12 +79,14 @@ def test_raw_train_loader_on_cuda(raw_dataset: Path, composites: bool) -> None:
     assert n > 0
 
 
-def test_batches_hold_their_bytes_while_the_consumer_stream_lags(synthetic_dataset: Path) -> None:
+@pytest.mark.parametrize("crop_workers", [0, 2])
+def test_batches_hold_their_bytes_while_the_consumer_stream_lags(synthetic_dataset: Path, crop_workers: int) -> None:
     """DALI frees and reuses its output buffers in its own stream's order: batches taken while the default stream is
     far behind (a long training step queued, no host sync, as in training) must hold the bytes of batches taken with
-    a sync after each one."""
+    a sync after each one; with crop workers too (their results go up from shared memory)."""
     def batches(lag_cycles: int) -> list[dict[str, torch.Tensor]]:
-        loader = pipeline.build_train_loader(synthetic_dataset, 4, 64, device="cuda", seed=7, iterations_per_epoch=6)
+        loader = pipeline.build_train_loader(synthetic_dataset, 4, 64, device="cuda", seed=7, iterations_per_epoch=6,
+                                             crop_workers=crop_workers)
         kept, it = [], iter(loader)
         for _ in range(len(loader)):
             if lag_cycles:
@@ -93,6 +95,7 @@ def test_batches_hold_their_bytes_while_the_consumer_stream_lags(synthetic_datas
             if not lag_cycles:
                 torch.cuda.synchronize()
         torch.cuda.synchronize()
+        loader.close()
         return [{k: v.cpu() for k, v in b.items()} for b in kept]
 
     synced, lagging = batches(0), batches(200_000_000)
