@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import random
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -93,14 +94,40 @@ def _fp(path: Path) -> list:
     return file_fingerprint(path)
 
 
+def _sequence(name: str) -> str:
+    """Frames of one clip share a name but their trailing number (Composition-1k's `archeology_00000` ...
+    `archeology_00245`): they are held out together or not at all."""
+    return re.sub(r"_\d+$", "", name)
+
+
 def split_foregrounds(pairs: list, seed: int, val_count: int, test_count: int) -> tuple[list, list, list]:
-    """Seeded split of the matched foregrounds into (train, val, test); train keeps at least one."""
+    """Seeded split of the matched foregrounds (name first in each pair) into (train, val, test); train keeps at
+    least one. Whole sequences go to one side (near-identical frames on both sides would flatter validation), so
+    a held-out set takes a sequence only while it fits its count; it comes out smaller, with a warning, only when
+    the sequences left are all too long."""
     if val_count + test_count >= len(pairs):
         raise InputError(f"--val-count {val_count} + --test-count {test_count} leave no training foreground "
                          f"(only {len(pairs)} matched fg/alpha pairs)")
-    order = list(pairs)
+    groups: dict[str, list] = {}
+    for pair in sorted(pairs):
+        groups.setdefault(_sequence(pair[0]), []).append(pair)
+    order = sorted(groups)
     random.Random(f"{seed}:split").shuffle(order)
-    val, test, train = order[:val_count], order[val_count:val_count + test_count], order[val_count + test_count:]
+    val: list = []
+    test: list = []
+    train: list = []
+    for key in order:
+        group = groups[key]
+        if len(val) + len(group) <= val_count:
+            val += group
+        elif len(test) + len(group) <= test_count:
+            test += group
+        else:
+            train += group
+    for what, got, want in (("--val-count", len(val), val_count), ("--test-count", len(test), test_count)):
+        if got < want:
+            log.warning("%s %d: only %d foregrounds held out (the other sequences are longer than what is left)",
+                        what, want, got)
     return sorted(train), sorted(val), sorted(test)
 
 
@@ -218,39 +245,61 @@ def composition1k_inputs(root: Path, bg_dir: Path) -> FolderInputs:
 
     test_merged: list[tuple[str, Path, Path, Path | None]] = []
     test_root = root / "Test_set"
-    if test_root.is_dir():
-        test_merged = composition1k_test_files(test_root, bad)
-    else:
+    if not test_root.is_dir():
         log.warning("%s: no Test_set directory; no test shards are written", root)
+    elif not is_composition1k_test_set(test_root):
+        # as Adobe ships it: fg/alpha/trimaps and the name lists; the composites are made by Adobe's script
+        log.warning("%s: no merged/ composites (as shipped, Test_set holds fg, alpha and trimaps; Adobe's "
+                    "composition script makes merged/<fg>_<i>.png from the PASCAL VOC backgrounds of "
+                    "test_bg_names.txt); no test shards are written: make the composites and run this again, or "
+                    "evaluate on that folder later with `jobs evaluate --data`", test_root)
+    else:
+        test_merged = composition1k_test_files(test_root, bad)
     return FolderInputs(pairs, bgs, test_merged, bad)
 
 
-def is_composition1k_test_set(test_root: Path) -> bool:
-    """True if `test_root` has the Test_set layout's merged/ and alpha/ (directly or under 'Adobe-licensed images')."""
+# the ground-truth folder of a Test_set: Adobe's `alpha`, or `alpha_copy` (one matte per composite, <fg>_<i>.png) of
+# the preprocessed Composition-1k test set that later papers distribute
+_TEST_ALPHA_DIRS = ("alpha", "alpha_copy")
+
+
+def _test_set_dirs(test_root: Path) -> tuple[Path | None, Path | None, Path | None]:
     alt = test_root / "Adobe-licensed images"
-    return (_first_dir([test_root / "merged", alt / "merged"]) is not None
-            and _first_dir([test_root / "alpha", alt / "alpha"]) is not None)
+    return (_first_dir([test_root / "merged", alt / "merged"]),
+            _first_dir([d / name for name in _TEST_ALPHA_DIRS for d in (test_root, alt)]),
+            _first_dir([test_root / "trimaps", alt / "trimaps"]))
+
+
+def is_composition1k_test_set(test_root: Path) -> bool:
+    """True if `test_root` has the Test_set layout's merged/ and alpha/ or alpha_copy/ (directly or under 'Adobe-licensed
+    images')."""
+    merged_dir, alpha_dir, _ = _test_set_dirs(test_root)
+    return merged_dir is not None and alpha_dir is not None
 
 
 def composition1k_test_files(test_root: Path, bad: list[BadInputError]) -> list[tuple[str, Path, Path, Path | None]]:
     """(stem, merged, alpha, trimap or None) of a Test_set folder: `{merged,alpha,trimaps}` (each also looked up
-    under 'Adobe-licensed images/'), composites `<fg>_<i>.*`, alphas `<fg>.*`, trimaps `<fg>_<i>.*` or `<fg>.*`.
+    under 'Adobe-licensed images/'; `alpha_copy/` for `alpha/`), composites `<fg>_<i>.*`, alphas `<fg>.*` or
+    `<fg>_<i>.*`, trimaps `<fg>_<i>.*` or `<fg>.*`. With a trimaps folder every composite must have its trimap (the
+    benchmark is scored on the released trimaps); without one the trimap is None (made from the alpha later).
     The one reader of this layout: shard building and folder evaluation both use it. Bad files go to `bad`."""
-    alt = test_root / "Adobe-licensed images"
-    merged_dir = _first_dir([test_root / "merged", alt / "merged"])
-    alpha_dir = _first_dir([test_root / "alpha", alt / "alpha"])
-    trimap_dir = _first_dir([test_root / "trimaps", alt / "trimaps"])
+    merged_dir, alpha_dir, trimap_dir = _test_set_dirs(test_root)
     if merged_dir is None or alpha_dir is None:
-        raise InputError(f"{test_root}: needs merged/ and alpha/ directories (trimaps/ optional)")
+        raise InputError(f"{test_root}: needs merged/ and alpha/ (or alpha_copy/) directories (trimaps/ optional)")
     alphas = unique_stems(list_images(alpha_dir, "test alpha", bad), "test alpha", bad)
     trimaps = unique_stems(list_images(trimap_dir, "test trimap", bad), "test trimap", bad) if trimap_dir else {}
     out: list[tuple[str, Path, Path, Path | None]] = []
     for stem, merged in sorted(unique_stems(list_images(merged_dir, "test composite", bad), "test composite",
                                             bad).items()):
         fg_name, _, idx = stem.rpartition("_")
-        if not fg_name or not idx.isdigit() or fg_name not in alphas:
+        alpha = alphas.get(stem) or alphas.get(fg_name)
+        if not fg_name or not idx.isdigit() or alpha is None:
             bad.append(BadInputError(merged, f"test composite name is not <fg>_<i> with an alpha {fg_name or stem}.*"
-                                             f" in {alpha_dir}"))
+                                             f" (or {stem}.*) in {alpha_dir}"))
             continue
-        out.append((stem, merged, alphas[fg_name], trimaps.get(stem) or trimaps.get(fg_name)))
+        trimap = trimaps.get(stem) or trimaps.get(fg_name)
+        if trimap_dir is not None and trimap is None:
+            bad.append(BadInputError(merged, f"no trimap {stem}.* or {fg_name}.* in {trimap_dir}"))
+            continue
+        out.append((stem, merged, alpha, trimap))
     return out

@@ -81,3 +81,73 @@ def test_composition1k_orphan_test_composite(tmp_path, capsys):
     assert main(args + ["--skip-bad"]) == 0
     assert [s["path"] for s in manifest(out)["skipped"]] == [str(root / "Test_set/merged/unknown_0.png")]
     assert counts(out)["test"] == 6
+
+
+def test_composition1k_as_shipped_writes_training_shards_without_test_composites(tmp_path, caplog):
+    # Adobe ships Test_set without merged/ (its composition script makes them from PASCAL VOC backgrounds)
+    root, bg = _layout(tmp_path)
+    test = root / "Test_set"
+    (test / "merged").rename(tmp_path / "merged_elsewhere")
+    (test / "Adobe-licensed images/fg").mkdir()
+    (test / "test_fg_names.txt").write_text("cobweb.png\npot.plant.png\n")
+    out = tmp_path / "out"
+    assert main(["composition1k", "--root", str(root), "--bg", str(bg), "--out", str(out), "--workers", "1",
+                 "--val-count", "1"]) == 0
+    assert counts(out)["fg"] == 5 and counts(out).get("test", 0) == 0
+    assert "no merged/ composites" in caplog.text and "no test shards are written" in caplog.text
+
+
+def test_composition1k_test_composite_without_its_released_trimap(tmp_path, capsys):
+    # a generated trimap would score the composite on another benchmark than Composition-1k's
+    root, bg = _layout(tmp_path)
+    missing = root / "Test_set/Adobe-licensed images/trimaps/cobweb_1.png"
+    missing.unlink()
+    out = tmp_path / "out"
+    args = ["composition1k", "--root", str(root), "--bg", str(bg), "--out", str(out), "--workers", "1"]
+    assert main(args) == 2
+    assert "no trimap cobweb_1.*" in capsys.readouterr().err
+    assert main(args + ["--skip-bad"]) == 0
+    assert counts(out)["test"] == 5
+
+
+def test_preprocessed_test_set_with_alpha_copy(tmp_path):
+    # the Composition-1k test set as later papers distribute it: merged/, alpha_copy/ and trimaps/, one file each
+    # per composite, <fg>_<i>.png, fg names with underscores
+    from data_prep.plans import composition1k_test_files, is_composition1k_test_set
+
+    ts = tmp_path / "Composition-1k-testset"
+    rng = np.random.default_rng(1)
+    for sub in ("merged", "alpha_copy", "trimaps"):
+        (ts / sub).mkdir(parents=True)
+    for i in range(2):
+        name = f"16452523375_08591714cf_o_{i}.png"
+        Image.fromarray((rng.random((32, 32, 3)) * 255).astype(np.uint8)).save(ts / "merged" / name)
+        Image.fromarray((rng.random((32, 32)) * 255).astype(np.uint8)).save(ts / "alpha_copy" / name)
+        Image.fromarray(np.full((32, 32), 128, np.uint8)).save(ts / "trimaps" / name)
+    assert is_composition1k_test_set(ts)
+    bad: list = []
+    files = composition1k_test_files(ts, bad)
+    assert bad == []
+    assert [(stem, a.name, t.name) for stem, _m, a, t in files] == [
+        (f"16452523375_08591714cf_o_{i}", f"16452523375_08591714cf_o_{i}.png", f"16452523375_08591714cf_o_{i}.png")
+        for i in range(2)]
+
+
+def test_frames_of_one_clip_are_held_out_together():
+    # Composition-1k's training set holds clips (archeology_00000 ... archeology_00245): a frame in validation with
+    # its neighbours in training would flatter the validation score
+    import re
+
+    from data_prep.plans import split_foregrounds
+
+    names = ([f"archeology_{i:05d}" for i in range(0, 250, 5)] + [f"mmtest_{i:05d}" for i in range(0, 240, 5)]
+             + [f"locked_{i:05d}" for i in range(0, 80, 5)] + [f"object {i}" for i in range(60)])
+    pairs = [(n, Path(f"{n}.png"), Path(f"{n}.png")) for n in names]
+    for seed in range(5):
+        train, val, test = split_foregrounds(pairs, seed, 20, 10)
+        assert (len(val), len(test)) == (20, 10) and len(train) + 30 == len(pairs)
+
+        def clips(side: list) -> set[str]:
+            return {re.sub(r"_\d+$", "", p[0]) for p in side}
+
+        assert not clips(train) & clips(val) and not clips(train) & clips(test) and not clips(val) & clips(test)
