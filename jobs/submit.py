@@ -9,6 +9,7 @@ import shlex
 import sys
 import time
 from pathlib import Path
+from urllib.parse import urlparse
 
 from jobs.config import load_config, parse_override
 from jobs.errors import JobError
@@ -19,8 +20,8 @@ log = logging.getLogger(__name__)
 EXCLUDES = [".venv", "venv", ".git", "data", "runs", "mlruns", "mlartifacts", "mlflow.db", "*.tar", "*.idx",
             "__pycache__", ".pytest_cache", "*.pt", "*.pth", "benchmarks/out", "shared"]
 DEFAULT_ADDRESS = "http://127.0.0.1:8265"
-# environment forwarded to the job when set here (MLflow, Ray loopback/auth settings)
-FORWARDED_ENV = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD",
+# environment forwarded to the job when set here (MLflow, Ray loopback/auth settings, the A2U reassembly backend)
+FORWARDED_ENV = ("A2U_OPS_BACKEND", "MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD",
                  "MLFLOW_TRACKING_TOKEN", "MLFLOW_HTTP_REQUEST_MAX_RETRIES", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER",
                  "RAY_AUTH_MODE", "RAY_USAGE_STATS_ENABLED", "RAY_DEDUP_LOGS")
 
@@ -34,22 +35,28 @@ def _job_overrides(config: str, overrides: list[str]) -> tuple[list[str], dict[s
     """Validate locally, then pin what must not depend on the job's temporary working_dir: absolute dataset and
     storage paths, and the tracking URI (a relative sqlite file inside working_dir would be lost)."""
     cfg = load_config(config, overrides)  # bad keys fail here, before anything is uploaded
-    from jobs.tracking import check_tracking_reachable, resolve_tracking_uri
+    from jobs.tracking import LOCAL_HOSTS, check_tracking_reachable, resolve_tracking_uri
 
     extra: list[str] = []
     keys = {parse_override(o)[0] for o in overrides}
+    # absolute, but not through symlinks: a path that is a symlink here may be a plain mount on the workers
     if "://" not in cfg.data.dataset_dir and not os.path.isabs(cfg.data.dataset_dir):
-        extra.append(f"data.dataset_dir={Path(cfg.data.dataset_dir).resolve()}")
+        extra.append(f"data.dataset_dir={os.path.abspath(cfg.data.dataset_dir)}")
     if "://" not in cfg.run.storage_path and not os.path.isabs(cfg.run.storage_path):
-        extra.append(f"run.storage_path={Path(cfg.run.storage_path).resolve()}")
+        extra.append(f"run.storage_path={os.path.abspath(cfg.run.storage_path)}")
     env: dict[str, str] = {k: os.environ[k] for k in FORWARDED_ENV if os.environ.get(k)}
     uri = resolve_tracking_uri(cfg.tracking.tracking_uri)
     check_tracking_reachable(uri)
     if "tracking.tracking_uri" not in keys and not cfg.tracking.tracking_uri:
         env["MLFLOW_TRACKING_URI"] = uri
-        if uri.startswith("sqlite:"):
-            log.warning("tracking to %s: fine for a cluster on this machine; for a real cluster start an MLflow "
-                        "server and set MLFLOW_TRACKING_URI=http://HOST:PORT", uri)
+    elif uri != cfg.tracking.tracking_uri:  # e.g. a relative sqlite path, which would land in the working_dir
+        extra.append(f"tracking.tracking_uri={uri}")
+    if uri.startswith("sqlite:"):
+        log.warning("tracking to %s: fine for a cluster on this machine; for a real cluster start an MLflow "
+                    "server and set MLFLOW_TRACKING_URI=http://HOST:PORT", uri)
+    elif urlparse(uri).hostname in LOCAL_HOSTS:
+        log.warning("tracking to %s: only processes on the node that runs that server reach it; training workers on "
+                    "other nodes would lose their metrics: start the server on an address the nodes reach", uri)
     return overrides + extra, env
 
 
@@ -87,7 +94,13 @@ def _follow(client, sid: str) -> str:
             sys.stdout.write(chunk)
             sys.stdout.flush()
 
-    asyncio.run(tail())
+    try:
+        asyncio.run(tail())
+    except KeyboardInterrupt:
+        print(f"\nstopped following; job {sid} keeps running on the cluster (`ray job stop {sid}` stops it; "
+              "submitting the same run.name again while it runs would start a second job on the same run)",
+              file=sys.stderr, flush=True)
+        raise
     from ray.job_submission import JobStatus
 
     for _ in range(60):  # the log stream can end a moment before the status turns terminal

@@ -47,10 +47,13 @@ def check_dataset(dataset_dir: str, photo_ratio: float = 0.0) -> None:
                        + REMEDY.format(dir=dataset_dir))
 
 
-def check_cluster_fits(cfg: TrainConfig, resources: dict[str, float]) -> None:
+def check_cluster_fits(cfg: TrainConfig, resources: dict[str, float],
+                       nodes: list[dict[str, float]] | None = None) -> None:
     """Refuse a worker group the Ray cluster cannot place: Ray would otherwise wait for GPUs or CPUs that never come
-    and time out long after the MLflow run was made. `resources` is `ray.cluster_resources()` (autoscaling clusters
-    that add nodes on demand report only what they have now: start with the nodes the job needs)."""
+    (Ray Train retries a group that cannot start without end). `resources` is `ray.cluster_resources()`, `nodes`
+    each live node's resources: each worker's CPUs and GPU must fit on one node, so totals alone are not enough (a
+    GPU-less head's CPUs cannot host a GPU worker). Autoscaling clusters that add nodes on demand report only what
+    they have now: start with the nodes the job needs."""
     sc = cfg.scaling
     gpus, cpus = float(resources.get("GPU", 0)), float(resources.get("CPU", 0))
     if sc.use_gpu and gpus < sc.num_workers:
@@ -61,6 +64,21 @@ def check_cluster_fits(cfg: TrainConfig, resources: dict[str, float]) -> None:
         raise JobError(f"scaling.num_workers={sc.num_workers} × scaling.cpus_per_worker={sc.cpus_per_worker} needs "
                        f"{sc.num_workers * sc.cpus_per_worker} CPUs, but the Ray cluster has {cpus:g}: lower one of "
                        "them (or scaling.local_num_cpus for the embedded local cluster), or add nodes")
+    if nodes is None:
+        return
+    per_node = [_workers_on(node, sc.cpus_per_worker, sc.use_gpu) for node in nodes]
+    if sum(per_node) < sc.num_workers:
+        shapes = "; ".join(f"{node.get('CPU', 0):g} CPU, {node.get('GPU', 0):g} GPU" for node in nodes)
+        raise JobError(f"scaling.num_workers={sc.num_workers} workers of {sc.cpus_per_worker} CPU"
+                       + (" and 1 GPU" if sc.use_gpu else "") + f" each: the cluster's nodes ({shapes}) hold only "
+                       f"{sum(per_node)} of them (a worker's CPUs and GPU must be on one node); lower "
+                       "scaling.cpus_per_worker or scaling.num_workers, or start the GPU nodes with more CPUs")
+
+
+def _workers_on(node: dict[str, float], cpus: int, gpu: bool) -> int:
+    """How many training workers one node's resources hold."""
+    fit = int(node.get("CPU", 0) // cpus) if cpus > 0 else 1 << 30
+    return min(fit, int(node.get("GPU", 0))) if gpu else fit
 
 
 def _storage_path(cfg: TrainConfig) -> str:
@@ -75,7 +93,7 @@ def _storage_path(cfg: TrainConfig) -> str:
         except object_store.ObjectStoreError as exc:
             raise JobError(f"run.storage_path={exc}") from exc
         return sp.rstrip("/")
-    return sp if "://" in sp else str(Path(sp).expanduser().resolve())
+    return sp if "://" in sp else os.path.abspath(os.path.expanduser(sp))  # not through symlinks: see submit.py
 
 
 def ray_storage(storage: str) -> dict[str, Any]:
@@ -104,7 +122,7 @@ def run_training(cfg: TrainConfig) -> TrainOutcome:
 
     t_start = time.time()
     ray_env.set_local_defaults() if not os.environ.get("RAY_ADDRESS") else None
-    cfg.data.dataset_dir = str(Path(cfg.data.dataset_dir).expanduser().resolve()) \
+    cfg.data.dataset_dir = os.path.abspath(os.path.expanduser(cfg.data.dataset_dir)) \
         if "://" not in cfg.data.dataset_dir else cfg.data.dataset_dir
     check_dataset(cfg.data.dataset_dir, cfg.data.photo_ratio)
     storage = _storage_path(cfg)
@@ -120,7 +138,8 @@ def run_training(cfg: TrainConfig) -> TrainOutcome:
     try:
         import ray
 
-        check_cluster_fits(cfg, ray.cluster_resources())  # before an MLflow run exists for a job that cannot start
+        check_cluster_fits(cfg, ray.cluster_resources(),  # before an MLflow run exists for a job that cannot start
+                           [n["Resources"] for n in ray.nodes() if n.get("Alive")])
         experiment_id = tracking.ensure_experiment(tracking_uri, cfg.tracking.experiment,
                                                    cfg.tracking.artifact_location)
         run_id, resumed = tracking.find_or_create_run(tracking_uri, experiment_id, run_dir, name)

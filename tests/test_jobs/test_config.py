@@ -147,6 +147,24 @@ def test_a_worker_group_the_cluster_cannot_place_is_refused(scaling, resources, 
     check_cluster_fits(cfg, {"CPU": 64, "GPU": 8})  # enough of both
 
 
+def test_each_worker_must_fit_on_one_node() -> None:
+    # the totals fit (12 CPUs, 2 GPUs), but the GPU node has 4 CPUs: one 4-CPU GPU worker fits, not two; Ray would
+    # retry the group without end
+    from jobs.trainer import check_cluster_fits
+
+    cfg = TrainConfig()
+    cfg.scaling.num_workers, cfg.scaling.use_gpu, cfg.scaling.cpus_per_worker = 2, True, 4
+    head, gpu_node = {"CPU": 8}, {"CPU": 4, "GPU": 2}
+    check_cluster_fits(cfg, {"CPU": 12, "GPU": 2})  # the totals alone pass
+    with pytest.raises(JobError, match=r"hold only 1 of them.*one node"):
+        check_cluster_fits(cfg, {"CPU": 12, "GPU": 2}, [head, gpu_node])
+    cfg.scaling.cpus_per_worker = 2
+    check_cluster_fits(cfg, {"CPU": 12, "GPU": 2}, [head, gpu_node])
+    cfg.scaling.use_gpu = False
+    cfg.scaling.num_workers, cfg.scaling.cpus_per_worker = 3, 4
+    check_cluster_fits(cfg, {"CPU": 12}, [head, gpu_node])  # 2 on the head, 1 on the GPU node
+
+
 @pytest.mark.parametrize("override,match", [
     ("data.augment.p_combne=0.1", r"unknown config key 'data.augment.p_combne'; valid keys: data.augment.p_combine"),
     ("data.augment.p_hflip=2", r"data.augment: .*p_hflip=2 is not a probability"),
