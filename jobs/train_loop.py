@@ -315,9 +315,10 @@ class _Trainer:
             iterations_per_epoch=d.iterations_per_epoch, num_threads=d.num_threads or self.cfg.scaling.cpus_per_worker,
             crop_workers=d.crop_workers, composites=d.composites, photo_ratio=d.photo_ratio, **d.augment)
 
-    def run(self) -> None:
+    def run(self) -> dict[str, int] | None:
         """Epochs until `optim.epochs`, a NaN/inf stop or the time budget; each epoch ends validated and
-        checkpointed."""
+        checkpointed. Returns {NONFINITE_KEY: step} after a NaN/inf stop (Ray hands rank 0's return value to the
+        driver, which must not register that run's model even when the MLflow tag could not be written)."""
         import pipeline
 
         cfg = self.cfg
@@ -338,8 +339,10 @@ class _Trainer:
                 if self.rank == 0:  # where the loader's time went: its main thread is serial, the step waits on it
                     log.info("epoch %d loader: %s", self.epoch + 1,
                              pipeline.describe_stage_times(loader.stage_times(reset=True), self.step - first_step))
-                if outcome in ("nonfinite", "stopped"):
-                    return
+                if outcome == "nonfinite":
+                    return {NONFINITE_KEY: self._nonfinite_step}
+                if outcome == "stopped":
+                    return None
                 self.scheduler.step()
                 self.epoch += 1
                 self.batch_in_epoch = 0
@@ -347,9 +350,10 @@ class _Trainer:
                 self._validate_and_checkpoint(f"epoch {self.epoch} validation",
                                               {BUDGET_KEY: 1.0} if over_budget else {})
                 if over_budget:
-                    return
+                    return None
         finally:
             loader.close()  # stops its crop worker processes, if any
+        return None
 
     def _train_epoch(self, loader, steps_per_epoch: int) -> str:
         """The rest of the current epoch: "epoch" (done), "over_budget" (done, and the time budget is spent),
@@ -457,15 +461,16 @@ class _Trainer:
         """Stop every rank without retrying (a NaN is deterministic); the last good checkpoint stays the latest."""
         import ray.train
 
+        self._nonfinite_step = bad_step
         if self.rank == 0:
             log.error("non-finite loss at step %d (epoch %d): stopping; the last good checkpoint is kept",
                       bad_step, self.epoch + 1)
-            assert self.logger is not None  # the driver reads this tag (Result.metrics only keeps checkpointed ones)
+            assert self.logger is not None  # the driver reads run()'s return value, else this tag
             self.logger.call("set_tag", self.run_id, NONFINITE_KEY, str(bad_step))
         ray.train.report({NONFINITE_KEY: bad_step, "epoch": self.epoch}, checkpoint=None)
 
 
-def train_loop_per_worker(config: dict[str, Any]) -> None:
+def train_loop_per_worker(config: dict[str, Any]) -> dict[str, int] | None:
     """Ray Train entry point (config = {"cfg", "mlflow_run_id", "tracking_uri", "run_dir", "resume_from"})."""
     from jobs.ray_env import LOG_LEVEL_ENV, quiet_ray_logs
 
@@ -473,4 +478,4 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
     quiet_ray_logs()
     torch.set_num_threads(max(1, int(os.environ.get("OMP_NUM_THREADS", "1"))))
-    _Trainer(config).run()
+    return _Trainer(config).run()

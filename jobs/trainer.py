@@ -240,10 +240,14 @@ def _unless_tracking_down(what: str, call: Callable[[], object]) -> None:
 
 
 def _nonfinite_tag(client, run_id: str, result) -> str | None:
-    """The step of a NaN/inf stop: the workers' MLflow tag, or (tracking unreachable) their last Ray report."""
+    """The step of a NaN/inf stop: rank 0's return value, else the workers' MLflow tag, else their last Ray report.
+    The return value comes first: it does not depend on the workers having reached the tracking server."""
     from jobs.tracking import tracking_errors
     from jobs.train_loop import NONFINITE_KEY
 
+    returned = getattr(result, "return_value", None)
+    if isinstance(returned, dict) and returned.get(NONFINITE_KEY) is not None:
+        return str(int(returned[NONFINITE_KEY]))
     try:
         return client.get_run(run_id).data.tags.get(NONFINITE_KEY)
     except tracking_errors():
