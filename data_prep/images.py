@@ -68,9 +68,11 @@ def load_rgb(path: Path, min_size: int = 1) -> np.ndarray:
 def load_alpha(path: Path, min_size: int = 1) -> np.ndarray:
     """Read an alpha matte as H x W uint8.
 
-    16-bit mattes are scaled (v / 257, rounded) rather than truncated; 'LA' keeps its luminance; RGB(A) mattes are
-    accepted only when their colour channels are equal (a grey matte saved as RGB), otherwise it is an error,
-    because guessing which channel holds the matte silently corrupts training.
+    16-bit mattes are scaled (v / 257, rounded) rather than truncated; RGB(A) mattes are accepted only when their
+    colour channels are equal (a grey matte saved as RGB), otherwise it is an error, because guessing which channel
+    holds the matte silently corrupts training. An image with an alpha channel (LA, RGBA) that is not opaque
+    everywhere holds the matte there when its grey is flat (a cut-out's transparency over a white or black fill) or
+    equal to it; a grey and an alpha channel that both vary, differently, are an error for the same reason.
     """
     im = _open(path)
     check_min_size(path, im.width, im.height, min_size)
@@ -79,6 +81,9 @@ def load_alpha(path: Path, min_size: int = 1) -> np.ndarray:
         arr = np.asarray(im, dtype=np.float64)
         if arr.max() > 65535 or arr.min() < 0:
             raise BadInputError(path, f"alpha values outside 0..65535 (mode {mode})")
+        if 0 < arr.max() <= 255:  # scaled, it would be 0 and 1 only
+            raise BadInputError(path, f"16-bit alpha (mode {mode}) whose values are all 0..255: 8-bit values "
+                                      "saved in a 16-bit file? Save the matte as an 8-bit image")
         return np.clip(np.rint(arr / 257.0), 0, 255).astype(np.uint8)
     if mode == "F":
         arr = np.asarray(im, dtype=np.float64)
@@ -86,16 +91,22 @@ def load_alpha(path: Path, min_size: int = 1) -> np.ndarray:
         return np.clip(np.rint(arr * scale), 0, 255).astype(np.uint8)
     if mode in ("1", "L"):
         return np.asarray(im.convert("L"), dtype=np.uint8)
-    if mode == "LA":
-        return np.asarray(im.getchannel("L"), dtype=np.uint8)
     if mode == "P":
         im = im.convert("RGBA" if "transparency" in im.info else "RGB")
         mode = im.mode
-    if mode in ("RGB", "RGBA", "RGBX"):
+    if mode in ("LA", "RGB", "RGBA", "RGBX"):
         rgb = np.asarray(im.convert("RGB"), dtype=np.uint8)
         if not (np.array_equal(rgb[..., 0], rgb[..., 1]) and np.array_equal(rgb[..., 0], rgb[..., 2])):
             raise BadInputError(path, f"alpha has {len(mode)} channels whose colours differ (expected a grey matte)")
-        return np.ascontiguousarray(rgb[..., 0])
+        grey = np.ascontiguousarray(rgb[..., 0])
+        if mode in ("LA", "RGBA"):
+            alpha = np.asarray(im.getchannel("A"), dtype=np.uint8)
+            if alpha.min() < 255 and not np.array_equal(alpha, grey):
+                if grey.min() != grey.max():
+                    raise BadInputError(path, f"alpha image ({mode}) has a grey matte and a transparency channel "
+                                              "that differ: save the matte alone as a grey image")
+                return np.ascontiguousarray(alpha)
+        return grey
     raise BadInputError(path, f"unsupported alpha image mode {mode!r}")
 
 

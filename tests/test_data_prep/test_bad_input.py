@@ -200,3 +200,30 @@ def test_bad_inputs_at_the_end_of_a_kind_are_still_listed(tmp_path: Path) -> Non
     listed = sorted(s["path"] for s in json.loads((tmp_path / "out" / "manifest.json").read_text())["skipped"])
     assert listed == ["/inputs/bad1.png", "/inputs/bad2.png", "/inputs/bad3.png"]
     assert len(result.skipped) == 3 and result.samples == 1
+
+
+def test_a_matte_kept_in_the_transparency_channel(tmp_path):
+    # a cut-out's matte saved as transparency over a flat fill: reading the grey alone gave an opaque matte
+    from data_prep.images import BadInputError, load_alpha
+
+    g = np.tile(np.arange(0, 256, 4, dtype=np.uint8), (8, 1))
+    cases = {"rgba_white": Image.fromarray(np.dstack([np.full_like(g, 255)] * 3 + [g]), "RGBA"),
+             "la_black": Image.fromarray(np.dstack([np.zeros_like(g), g]), "LA"),
+             "la_same": Image.fromarray(np.dstack([g, g]), "LA"),
+             "la_opaque": Image.fromarray(np.dstack([g, np.full_like(g, 255)]), "LA")}
+    for name, im in cases.items():
+        im.save(tmp_path / f"{name}.png")
+        assert np.array_equal(load_alpha(tmp_path / f"{name}.png"), g), name
+    Image.fromarray(np.dstack([g, g[:, ::-1]]), "LA").save(tmp_path / "both.png")
+    with pytest.raises(BadInputError, match="grey matte and a transparency channel"):
+        load_alpha(tmp_path / "both.png")
+
+
+def test_eight_bit_values_in_a_sixteen_bit_matte_are_refused(tmp_path):
+    # scaled by 1/257 they would become a matte of 0s and 1s
+    from data_prep.images import BadInputError, load_alpha
+
+    Image.fromarray(np.array([[0, 128], [255, 64]], np.uint16)).save(tmp_path / "a.png")
+    assert Image.open(tmp_path / "a.png").mode.startswith("I")
+    with pytest.raises(BadInputError, match="8-bit values saved in a 16-bit file"):
+        load_alpha(tmp_path / "a.png")
