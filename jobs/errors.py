@@ -18,4 +18,5 @@ class NonFiniteLossError(JobError):
 
 
 class TrainingInterrupted(KeyboardInterrupt):
-    """Ctrl-C (SIGINT) during training: Ray aborted the run; the message says how to resume it."""
+    """Ctrl-C (SIGINT) or SIGTERM (`ray job stop`) during training: the run was aborted; the message says how to
+    resume it."""

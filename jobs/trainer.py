@@ -4,6 +4,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -135,6 +136,7 @@ def run_training(cfg: TrainConfig) -> TrainOutcome:
     local_run_dir = None if "://" in storage else run_dir
 
     started_local = ray_env.connect(cfg.scaling.local_num_cpus)
+    previous_sigterm = _sigterm_as_interrupt()  # after ray.init, whose own SIGTERM handler aborts the process
     try:
         import ray
 
@@ -165,6 +167,8 @@ def run_training(cfg: TrainConfig) -> TrainOutcome:
             _mark_run(client, run_id, "FAILED")
             raise
     finally:
+        if previous_sigterm is not None:
+            signal.signal(signal.SIGTERM, previous_sigterm)
         if started_local:
             ray.shutdown()
 
@@ -221,6 +225,19 @@ def _note_budget_stop(client, run_id: str, cfg: TrainConfig, result, step: int, 
     _unless_tracking_down(f"tag MLflow run {run_id} {BUDGET_KEY}",
                           lambda: client.set_tag(run_id, BUDGET_KEY, str(step)))
     return True
+
+
+def _sigterm_as_interrupt():
+    """Make SIGTERM end the driver as Ctrl-C does (the MLflow run is marked KILLED, not left RUNNING): `ray job stop`
+    sends it to a submitted job, SIGKILL following a few seconds later. Returns the handler it replaced (None off the
+    main thread, where Python cannot set handlers)."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt("terminated (SIGTERM)")
+
+    return signal.signal(signal.SIGTERM, interrupt)
 
 
 def _mark_run(client, run_id: str, status: str) -> None:
@@ -299,7 +316,8 @@ def _fit(cfg: TrainConfig, name: str, storage: str, run_id: str, tracking_uri: s
     except BaseException as exc:
         from ray.train import TrainingFailedError
 
-        if trainer.interrupted:  # Ray's handler aborted the controller (its error, or a SystemExit, lands here)
+        # Ray's handler aborted the controller on Ctrl-C (its error, or a SystemExit, lands here), or SIGTERM raised
+        if trainer.interrupted or isinstance(exc, KeyboardInterrupt):
             raise TrainingInterrupted(f"training run {name} interrupted; {resume}") from exc
         if isinstance(exc, TrainingFailedError):
             raise JobError(f"training run {name} failed after {cfg.checkpoint.max_failures} allowed restart(s): "

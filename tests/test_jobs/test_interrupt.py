@@ -1,4 +1,4 @@
-"""Ctrl-C during `python -m jobs train`: Ray aborts the run, the command exits 130 with one line saying how to resume,
+"""Ctrl-C (or `ray job stop`'s SIGTERM) during `python -m jobs train`: the command exits 130 with one line saying how to resume,
 and the MLflow run is marked KILLED rather than left running."""
 from __future__ import annotations
 
@@ -16,7 +16,10 @@ from tests.test_jobs.conftest import DEMO_CONFIG, REPO_ROOT, TINY, child_env, st
 pytestmark = pytest.mark.slow
 
 
-def test_sigint_during_training_exits_130_with_the_resume_command(synthetic_dataset: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "ray-job-stop"])
+def test_sigint_during_training_exits_130_with_the_resume_command(synthetic_dataset: Path, tmp_path: Path,
+                                                                 sig: signal.Signals) -> None:
+    # SIGTERM is what `ray job stop` sends to a submitted job (SIGKILL follows a few seconds later)
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     log = tmp_path / "train.log"
     overrides = [*TINY, "data.iterations_per_epoch=400", f"data.dataset_dir={synthetic_dataset}",
@@ -31,7 +34,7 @@ def test_sigint_during_training_exits_130_with_the_resume_command(synthetic_data
         while "step 1/400" not in log.read_text() and time.time() < deadline and proc.poll() is None:
             time.sleep(1)
         assert "step 1/400" in log.read_text(), log.read_text()[-3000:]
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(sig)
         rc = proc.wait(timeout=180)
     finally:
         stop_process_group(proc)
