@@ -100,6 +100,11 @@ def test_the_loss_scale_is_saved_and_restored() -> None:
     assert _conv_state(cfg, saved).scaler.get_scale() == scale
 
 
+def _square_loss_grads(model: nn.Module, x: torch.Tensor) -> None:
+    model.zero_grad(set_to_none=True)
+    (model(x) ** 2).mean().backward()
+
+
 def test_a_fused_channels_last_checkpoint_resumes_correctly_in_another_setting() -> None:
     # a GPU run's checkpoint (fused Adam, channels_last moments) resumed where neither applies (here the CPU,
     # channels_last off): load_state_dict alone keeps `fused` and the moments' layout, and fused Adam then pairs
@@ -109,25 +114,18 @@ def test_a_fused_channels_last_checkpoint_resumes_correctly_in_another_setting()
     cfg = TrainConfig()
     opt = torch.optim.Adam(parameter_groups(net, cfg.optim.lr, cfg.optim.backbone_lr_ratio), fused=True)
     x = torch.randn(2, 4, 16, 16)
-
-    def grads(model: nn.Module) -> None:
-        model.zero_grad(set_to_none=True)
-        (model(x) ** 2).mean().backward()
-
-    grads(net)
+    _square_loss_grads(net, x)
     opt.step()
-    saved = {"model": {k: v.clone() for k, v in net.state_dict().items()}, "optimizer": opt.state_dict(),
+    saved = {"model": copy.deepcopy(net.state_dict()), "optimizer": copy.deepcopy(opt.state_dict()),
              "scheduler": torch.optim.lr_scheduler.MultiStepLR(opt, [20]).state_dict(), "step": 1, "epoch": 0,
              "batch_in_epoch": 1}
-    saved["optimizer"] = {"state": {k: {n: t.clone() for n, t in v.items()} for k, v in saved["optimizer"]["state"]
-                                    .items()}, "param_groups": saved["optimizer"]["param_groups"]}
-    grads(net)
+    _square_loss_grads(net, x)
     opt.step()  # the uninterrupted run's second step
 
     resumed = build_training_state(nn.Sequential(nn.Conv2d(4, 8, 3), nn.Conv2d(8, 1, 3)), cfg, torch.device("cpu"),
                                    saved)
     assert all(not g["fused"] for g in resumed.optimizer.param_groups), "fused flag carried over from the checkpoint"
-    grads(resumed.net)
+    _square_loss_grads(resumed.net, x)
     resumed.optimizer.step()
     for got, want in zip(resumed.net.parameters(), net.parameters()):
         torch.testing.assert_close(got, want, rtol=0, atol=1e-6)
@@ -140,16 +138,11 @@ def test_restored_moments_take_their_parameters_layout_for_fused_adam() -> None:
     net = nn.Sequential(nn.Conv2d(4, 8, 3), nn.Conv2d(8, 1, 3))
     opt = torch.optim.Adam(net.parameters(), lr=1e-3, fused=True)
     x = torch.randn(2, 4, 16, 16)
-
-    def grads(model: nn.Module) -> None:
-        model.zero_grad(set_to_none=True)
-        (model(x) ** 2).mean().backward()
-
-    grads(net)
+    _square_loss_grads(net, x)
     opt.step()
-    saved_net = {k: v.clone() for k, v in net.state_dict().items()}
+    saved_net = copy.deepcopy(net.state_dict())
     saved_opt = copy.deepcopy(opt.state_dict())
-    grads(net)
+    _square_loss_grads(net, x)
     opt.step()
 
     resumed = nn.Sequential(nn.Conv2d(4, 8, 3), nn.Conv2d(8, 1, 3))
@@ -160,7 +153,7 @@ def test_restored_moments_take_their_parameters_layout_for_fused_adam() -> None:
     _match_restored_optimizer(resumed_opt, {"fused": True, "foreach": None, "capturable": False})
     for p in resumed.parameters():
         assert all(v.stride() == p.stride() for k, v in resumed_opt.state[p].items() if k != "step")
-    grads(resumed)
+    _square_loss_grads(resumed, x)
     resumed_opt.step()
     for got, want in zip(resumed.parameters(), net.parameters()):
         torch.testing.assert_close(got, want, rtol=0, atol=1e-6)
