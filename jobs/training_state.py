@@ -42,7 +42,7 @@ def autocast_dtype(cfg: TrainConfig, device: torch.device) -> torch.dtype | None
 
 
 def build_grad_scaler(cfg: TrainConfig, device: torch.device) -> torch.amp.GradScaler:
-    """A loss scaler, enabled only under fp16 autocast: the matting loss's gradients (about 1e-6 per output pixel at
+    """A loss scaler, enabled only under fp16 autocast: the matting loss's gradients (under 1e-6 per output pixel at
     16 × 512²) lie below fp16's normal range and would flush to zero on their way back through an fp16 net; bf16 has
     float32's range and needs none. Disabled, every call on it passes through."""
     return torch.amp.GradScaler(device.type, enabled=autocast_dtype(cfg, device) == torch.float16)
