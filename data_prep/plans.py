@@ -271,8 +271,8 @@ def _test_set_dirs(test_root: Path) -> tuple[Path | None, Path | None, Path | No
 
 
 def is_composition1k_test_set(test_root: Path) -> bool:
-    """True if `test_root` has the Test_set layout's merged/ and alpha/ or alpha_copy/ (directly or under 'Adobe-licensed
-    images')."""
+    """True if `test_root` has the Test_set layout's merged/ and alpha/ or alpha_copy/ (directly or under
+    'Adobe-licensed images')."""
     merged_dir, alpha_dir, _ = _test_set_dirs(test_root)
     return merged_dir is not None and alpha_dir is not None
 

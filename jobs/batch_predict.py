@@ -167,7 +167,8 @@ def run_batch_predict(model: str, image: str, trimap: str | None, out: str, *, a
                 MattePredictor, batch_size=batch_size, batch_format="numpy",
                 compute=ray.data.ActorPoolStrategy(size=min(actors, blocks)), num_cpus=1, num_gpus=gpus,
                 fn_constructor_kwargs={"model": model, "tracking_uri": mlflow.get_tracking_uri(),
-                                       "device": actor_device, "from_mask": mask is not None, "band": band or BandRadius(),
+                                       "device": actor_device, "from_mask": mask is not None,
+                                       "band": band or BandRadius(),
                                        "options": options or InferenceOptions(), "driver_cwd": os.getcwd()})
             for row in ds.iter_rows():
                 rows[str(row["image"])].update(status=str(row["status"]), error=str(row["error"]),

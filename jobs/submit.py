@@ -21,9 +21,9 @@ EXCLUDES = [".venv", "venv", ".git", "data", "runs", "mlruns", "mlartifacts", "m
             "__pycache__", ".pytest_cache", "*.pt", "*.pth", "benchmarks/out", "shared"]
 DEFAULT_ADDRESS = "http://127.0.0.1:8265"
 # environment forwarded to the job when set here (MLflow, Ray loopback/auth settings, the A2U reassembly backend)
-FORWARDED_ENV = ("A2U_OPS_BACKEND", "MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD",
-                 "MLFLOW_TRACKING_TOKEN", "MLFLOW_HTTP_REQUEST_MAX_RETRIES", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER",
-                 "RAY_AUTH_MODE", "RAY_USAGE_STATS_ENABLED", "RAY_DEDUP_LOGS")
+FORWARDED_ENV = ("A2U_OPS_BACKEND", "MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "MLFLOW_TRACKING_USERNAME",
+                 "MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_TOKEN", "MLFLOW_HTTP_REQUEST_MAX_RETRIES",
+                 "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "RAY_AUTH_MODE", "RAY_USAGE_STATS_ENABLED", "RAY_DEDUP_LOGS")
 
 
 def resolve_address(address: str | None) -> str:

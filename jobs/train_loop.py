@@ -237,8 +237,8 @@ class _Trainer:
         try:
             write_checkpoint(tmp, {
                 "model": unwrap(self.net).state_dict(), "optimizer": self.optimizer.state_dict(),
-                "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(), "step": self.step, "epoch": self.epoch,
-                "batch_in_epoch": self.batch_in_epoch, "rng": rng, "world_size": self.world,
+                "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(), "step": self.step,
+                "epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch, "rng": rng, "world_size": self.world,
                 "worker_nodes": self.worker_nodes,
                 "config": self.cfg.to_dict(), "mlflow_run_id": self.run_id,
                 "mlflow_last_logged": self.logger.last_logged if self.logger is not None else 0})

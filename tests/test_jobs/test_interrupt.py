@@ -1,5 +1,5 @@
-"""Ctrl-C (or `ray job stop`'s SIGTERM) during `python -m jobs train`: the command exits 130 with one line saying how to resume,
-and the MLflow run is marked KILLED rather than left running."""
+"""Ctrl-C (or `ray job stop`'s SIGTERM) during `python -m jobs train`: the command exits 130 with one line saying
+how to resume, and the MLflow run is marked KILLED rather than left running."""
 from __future__ import annotations
 
 import signal
