@@ -213,9 +213,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("composition1k", help="Adobe Composition-1k layout + backgrounds (e.g. COCO) -> shards",
                        description="Training_set/{fg,alpha} (or the 'Adobe-licensed images' variant, plus Other/) "
                                    "-> fg shards; Test_set/{merged,alpha,trimaps} (1000 composites <fg>_<i>.png "
-                                   "over 50 alphas) -> test shards; --bg images -> bg shards.")
+                                   "over 50 alphas), or the shipped Test_set composited on --test-bg, -> test "
+                                   "shards; --bg images -> bg shards.")
     p.add_argument("--root", type=Path, required=True, help="Composition-1k root (holds Training_set, Test_set)")
     p.add_argument("--bg", type=Path, required=True, help="background images, e.g. COCO train2014")
+    p.add_argument("--test-bg", type=Path, default=None,
+                   help="PASCAL VOC JPEGImages: make the test composites of a Test_set as Adobe ships it (no merged/) "
+                        "from its test_fg_names.txt / test_bg_names.txt")
     p.add_argument("--min-size", type=_positive, default=32, help="smallest accepted image side in px (default 32)")
     p.add_argument("--val-composites", type=_positive, default=2, help="backgrounds per val foreground (default 2)")
     _add_writer_options(p, val_default=0, test_default=0)
@@ -317,11 +321,12 @@ def cmd_folders(args: argparse.Namespace) -> int:
 def cmd_composition1k(args: argparse.Namespace) -> int:
     from .plans import composition1k_inputs
 
-    inputs = composition1k_inputs(args.root, args.bg)
-    if args.test_composites and inputs.test_merged:
-        log.warning("--test-composites is ignored: Test_set/merged provides the Composition-1k test composites")
+    inputs = composition1k_inputs(args.root, args.bg, args.test_bg)
+    if args.test_composites and (inputs.test_merged or inputs.test_to_composite):
+        log.warning("--test-composites is ignored: the Composition-1k Test_set provides the test composites")
     return _file_build(args, "composition1k", inputs, 0,
-                       {"root": str(args.root.resolve()), "bg": str(args.bg.resolve())})
+                       {"root": str(args.root.resolve()), "bg": str(args.bg.resolve()),
+                        **({"test_bg": str(args.test_bg.resolve())} if args.test_bg else {})})
 
 
 def cmd_layout(args: argparse.Namespace) -> int:

@@ -88,6 +88,8 @@ class FolderInputs:
     test_pairs: list[tuple[str, Path, Path, Path | None]] = field(default_factory=list)
     #: released trimaps by pair name, used when --test-count holds pairs out as real test images
     trimaps: dict[str, Path] = field(default_factory=dict)
+    #: test composites to make on given backgrounds: (key, fg, alpha, background, released trimap)
+    test_to_composite: list[tuple[str, Path, Path, Path, Path]] = field(default_factory=list)
 
 
 def _fp(path: Path) -> list:
@@ -168,7 +170,8 @@ def folder_plan(inputs: FolderInputs, *, seed: int, min_size: int, val_count: in
         plan["bg"].append(Task("bg", "file_bg", (key, str(bg), min_size), task_digest("bg", _fp(bg), min_size)))
     real_test = [(name, fg, alpha, inputs.trimaps.get(name)) for name, fg, alpha in test] if inputs.images else []
     comp_test = [] if inputs.images else [(n, f, a, None) for n, f, a in test]
-    if test_composites and not comp_test and not inputs.test_merged and not inputs.test_pairs and not real_test:
+    if (test_composites and not comp_test and not inputs.test_merged and not inputs.test_pairs and not real_test
+            and not inputs.test_to_composite):
         log.warning("--test-composites without --test-count: test composites reuse the training foregrounds")
         comp_test = [(n, f, a, None) for n, f, a in train]
     test_keys = dict(zip([t[0] for t in inputs.test_pairs], unique_keys([t[0] for t in inputs.test_pairs])))
@@ -193,6 +196,11 @@ def folder_plan(inputs: FolderInputs, *, seed: int, min_size: int, val_count: in
                                         bg.name, kind == "train", tri),
                                        task_digest(kind, _fp(fg), _fp(alpha), _fp(bg), min_size, *est,
                                                    *([_fp(trimap)] if trimap else []))))
+    made_keys = unique_keys([t[0] for t in inputs.test_to_composite])
+    for key, (_, fg, alpha, bg, trimap) in zip(made_keys, inputs.test_to_composite):
+        plan["test"].append(Task("test", "file_composite",
+                                 (key, str(fg), str(alpha), str(bg), min_size, fg.name, bg.name, False, str(trimap)),
+                                 task_digest("test", _fp(fg), _fp(alpha), _fp(bg), min_size, _fp(trimap))))
     merged = inputs.test_merged + real_test
     merged_keys = unique_keys([t[0] for t in merged])
     for key, (name, image, alpha, trimap) in zip(merged_keys, merged):
@@ -216,13 +224,14 @@ def _first_dir(candidates: list[Path]) -> Path | None:
     return next((c for c in candidates if c.is_dir()), None)
 
 
-def composition1k_inputs(root: Path, bg_dir: Path) -> FolderInputs:
+def composition1k_inputs(root: Path, bg_dir: Path, test_bg_dir: Path | None = None) -> FolderInputs:
     """Adobe Composition-1k layout.
 
     Training: `Training_set/{fg,alpha}`, or `Training_set/Adobe-licensed images/{fg,alpha}` plus optional
     `Training_set/Other/{fg,alpha}`. Test: `Test_set/{merged,alpha,trimaps}` (each of them also looked up under
     `Test_set/Adobe-licensed images/`), merged composites named `<fg>_<i>.png`, alphas `<fg>.*`, trimaps
-    `<fg>_<i>.png` or `<fg>.png`.
+    `<fg>_<i>.png` or `<fg>.png`; or, given `test_bg_dir` (PASCAL VOC's JPEGImages), the Test_set as Adobe ships it
+    (`composition1k_test_to_composite`).
     """
     require_dir(root, "Composition-1k root")
     bad: list[BadInputError] = []
@@ -245,17 +254,57 @@ def composition1k_inputs(root: Path, bg_dir: Path) -> FolderInputs:
 
     test_merged: list[tuple[str, Path, Path, Path | None]] = []
     test_root = root / "Test_set"
+    test_to_composite: list[tuple[str, Path, Path, Path, Path]] = []
     if not test_root.is_dir():
         log.warning("%s: no Test_set directory; no test shards are written", root)
-    elif not is_composition1k_test_set(test_root):
-        # as Adobe ships it: fg/alpha/trimaps and the name lists; the composites are made by Adobe's script
-        log.warning("%s: no merged/ composites (as shipped, Test_set holds fg, alpha and trimaps; Adobe's "
-                    "composition script makes merged/<fg>_<i>.png from the PASCAL VOC backgrounds of "
-                    "test_bg_names.txt); no test shards are written: make the composites and run this again, or "
-                    "evaluate on that folder later with `jobs evaluate --data`", test_root)
-    else:
+    elif is_composition1k_test_set(test_root):
         test_merged = composition1k_test_files(test_root, bad)
-    return FolderInputs(pairs, bgs, test_merged, bad)
+        if test_bg_dir is not None:
+            log.warning("--test-bg is not used: %s has its merged/ composites", test_root)
+    elif test_bg_dir is not None:
+        test_to_composite = composition1k_test_to_composite(test_root, test_bg_dir, bad)
+    else:
+        # as Adobe ships it: fg/alpha/trimaps and the name lists; the composites are made from PASCAL VOC
+        log.warning("%s: no merged/ composites (as shipped, Test_set holds fg, alpha and trimaps, and the test "
+                    "composites are made on the PASCAL VOC backgrounds of test_bg_names.txt); no test shards are "
+                    "written: give --test-bg VOC/JPEGImages to make them", test_root)
+    return FolderInputs(pairs, bgs, test_merged, bad, test_to_composite=test_to_composite)
+
+
+def _names(path: Path) -> list[str]:
+    if not path.is_file():
+        raise InputError(f"{path}: missing (the Composition-1k Test_set lists its foregrounds and backgrounds there)")
+    return [line.strip() for line in path.read_text().splitlines() if line.strip()]
+
+
+def composition1k_test_to_composite(test_root: Path, bg_dir: Path,
+                                    bad: list[BadInputError]) -> list[tuple[str, Path, Path, Path, Path]]:
+    """The Composition-1k test set as Adobe's composition script makes it from the shipped Test_set: each foreground
+    of `test_fg_names.txt`, in order, on the next 20 backgrounds of `test_bg_names.txt` (PASCAL VOC files in
+    `bg_dir`), composite `i` named `<fg stem>_<i>` and scored on the released `trimaps/<fg stem>_<i>.png`. The
+    composition is Deep Image Matting's (background scaled up to cover the foreground, bicubic, top-left crop);
+    pixels may differ by a grey level from another tool's merged/ files. (key, fg, alpha, background, trimap)."""
+    require_dir(bg_dir, "--test-bg")
+    group = test_root / "Adobe-licensed images"
+    fg_names, bg_names = _names(test_root / "test_fg_names.txt"), _names(test_root / "test_bg_names.txt")
+    if not fg_names or len(bg_names) % len(fg_names):
+        raise InputError(f"{test_root}: {len(bg_names)} backgrounds in test_bg_names.txt are not a whole number per "
+                         f"foreground of test_fg_names.txt ({len(fg_names)})")
+    per_fg = len(bg_names) // len(fg_names)
+    out: list[tuple[str, Path, Path, Path, Path]] = []
+    for i, name in enumerate(fg_names):
+        fg, alpha = group / "fg" / name, group / "alpha" / name
+        missing = [p for p in (fg, alpha) if not p.is_file()]
+        for p in missing:
+            bad.append(BadInputError(p, "listed in test_fg_names.txt but missing"))
+        for j in range(per_fg):
+            bg, trimap = bg_dir / bg_names[i * per_fg + j], group / "trimaps" / f"{Path(name).stem}_{j}.png"
+            absent = [p for p in (bg, trimap) if not p.is_file()]
+            for p in absent:
+                bad.append(BadInputError(p, f"missing (test composite {Path(name).stem}_{j})"))
+            if not missing and not absent:
+                out.append((f"{Path(name).stem}_{j}", fg, alpha, bg, trimap))
+    return out
 
 
 # the ground-truth folder of a Test_set: Adobe's `alpha`, or `alpha_copy` (one matte per composite, <fg>_<i>.png) of

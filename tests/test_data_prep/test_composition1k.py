@@ -151,3 +151,46 @@ def test_frames_of_one_clip_are_held_out_together():
             return {re.sub(r"_\d+$", "", p[0]) for p in side}
 
         assert not clips(train) & clips(val) and not clips(train) & clips(test) and not clips(val) & clips(test)
+
+
+def test_composition1k_test_composites_made_from_voc_backgrounds(tmp_path, capsys):
+    # --test-bg: Adobe's composition of the shipped Test_set, each test foreground on its run of backgrounds from
+    # test_bg_names.txt, scored on the released <fg>_<i> trimaps
+    from data_prep.compositing import composite, fit_background
+
+    root, bg = _layout(tmp_path)
+    test = root / "Test_set"
+    (test / "merged").rename(tmp_path / "merged_elsewhere")
+    group = test / "Adobe-licensed images"
+    (group / "fg").mkdir()
+    rng = np.random.default_rng(3)
+    for t in ("cobweb", "pot.plant"):
+        Image.fromarray((rng.random((48, 64, 3)) * 255).astype(np.uint8)).save(group / "fg" / f"{t}.png")
+    voc = tmp_path / "VOC" / "JPEGImages"
+    voc.mkdir(parents=True)
+    bg_names = [f"2008_00000{i}.jpg" for i in range(6)]
+    for i, name in enumerate(bg_names):  # some smaller than the foregrounds: scaled up, then cropped
+        side = (40, 90)[i % 2]
+        Image.fromarray((rng.random((side, side, 3)) * 255).astype(np.uint8)).save(voc / name, quality=95)
+    (test / "test_fg_names.txt").write_text("cobweb.png\npot.plant.png\n")
+    (test / "test_bg_names.txt").write_text("\n".join(bg_names) + "\n")
+    out = tmp_path / "out"
+    args = ["composition1k", "--root", str(root), "--bg", str(bg), "--out", str(out), "--workers", "1",
+            "--test-bg", str(voc)]
+    assert main(args) == 0
+    tests = {k: m for s in manifest(out)["shards"] if s["kind"] == "test" for k, m in iter_samples(out / s["name"])}
+    assert sorted(tests) == ["cobweb_0", "cobweb_1", "cobweb_2", "pot_plant_0", "pot_plant_1", "pot_plant_2"]
+    m = tests["pot_plant_1"]  # the second foreground's second background of its three: bg_names[4]
+    fg = np.asarray(Image.open(group / "fg" / "pot.plant.png").convert("RGB"))
+    alpha = np.asarray(Image.open(group / "alpha" / "pot.plant.png"))
+    want = composite(fg, alpha, fit_background(np.asarray(Image.open(voc / bg_names[4]).convert("RGB")), 48, 64))
+    assert json.loads(m["meta.json"])["bg"] == bg_names[4]
+    assert np.array_equal(np.asarray(Image.open(io.BytesIO(m["image.png"]))), want)
+    released = np.asarray(Image.open(group / "trimaps" / "pot.plant_1.png"))
+    got = np.asarray(Image.open(io.BytesIO(m["trimap.png"])))
+    assert np.array_equal(got[released == 0], released[released == 0]) and got[20, 20] == 128
+    assert verify_dataset(out) == []
+
+    (voc / bg_names[5]).unlink()  # a background the user does not have is named
+    assert main(args + ["--out", str(tmp_path / "out2")]) == 2
+    assert bg_names[5] in capsys.readouterr().err
