@@ -293,17 +293,18 @@ def composition1k_test_to_composite(test_root: Path, bg_dir: Path,
     per_fg = len(bg_names) // len(fg_names)
     out: list[tuple[str, Path, Path, Path, Path]] = []
     for i, name in enumerate(fg_names):
-        fg, alpha = group / "fg" / name, group / "alpha" / name
+        fg, alpha, stem = group / "fg" / name, group / "alpha" / name, Path(name).stem
         missing = [p for p in (fg, alpha) if not p.is_file()]
         for p in missing:
             bad.append(BadInputError(p, "listed in test_fg_names.txt but missing"))
         for j in range(per_fg):
-            bg, trimap = bg_dir / bg_names[i * per_fg + j], group / "trimaps" / f"{Path(name).stem}_{j}.png"
+            key = f"{stem}_{j}"
+            bg, trimap = bg_dir / bg_names[i * per_fg + j], group / "trimaps" / f"{key}.png"
             absent = [p for p in (bg, trimap) if not p.is_file()]
             for p in absent:
-                bad.append(BadInputError(p, f"missing (test composite {Path(name).stem}_{j})"))
+                bad.append(BadInputError(p, f"missing (test composite {key})"))
             if not missing and not absent:
-                out.append((f"{Path(name).stem}_{j}", fg, alpha, bg, trimap))
+                out.append((key, fg, alpha, bg, trimap))
     return out
 
 

@@ -65,10 +65,8 @@ def copied_out(read: Callable[[], torch.Tensor], device: torch.device) -> torch.
     and its next run may take the same memory back at once: a copy queued on the consumer's stream, behind a
     training step that has not run yet, would then read another batch's pixels. So the copy runs on a hand-over
     stream of its own (`torch.from_dlpack` makes that stream wait for DALI's data), which is waited for here, and
-    the result is marked as used by the device's default stream, where its consumers run. On the CPU the read is
-    already done when `read` returns."""
-    if device.type != "cuda":
-        return read()
+    the result is marked as used by the device's default stream, where its consumers run. CUDA devices only: a CPU
+    read is done when it returns."""
     stream = _handover_stream(device.index if device.index is not None else torch.cuda.current_device())
     with torch.cuda.stream(stream):
         out = read()
