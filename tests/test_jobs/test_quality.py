@@ -32,7 +32,7 @@ def test_folder_without_a_trimap_or_with_a_bad_name_is_refused(tmp_path: Path) -
     with pytest.raises(JobError, match="holds no images"):
         open_dataset(str(root))
     shutil.copy(REAL_DEV / "trimaps" / "frog_0.png", root / "trimaps" / "toad_0.png")
-    with pytest.raises(JobError, match=r"merged/frog_0.png: no trimap frog_0.* or frog.* in"):
+    with pytest.raises(JobError, match=r"merged/frog_0\.png: no trimap frog_0\.\* or frog\.\* in"):
         open_dataset(str(root))
     shutil.copy(REAL_DEV / "trimaps" / "frog_0.png", root / "trimaps" / "frog_0.png")
     assert open_dataset(str(root))[1] == 1
